@@ -1,0 +1,80 @@
+"""The :class:`Op` record: an op's contract, its formulations, its derivation and what is proved of it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import sympy as sp
+
+from .program import Formulation, Input
+
+__all__ = ["Op", "Invariant", "DerivationStep", "GenericClaim"]
+
+
+@dataclass(frozen=True)
+class DerivationStep:
+    """One named step of a derivation, e.g. ("quotient rule", r"\\frac{\\partial s_i}{\\partial z_j} = …")."""
+    title: str
+    latex: str
+
+
+@dataclass(frozen=True)
+class GenericClaim:
+    """An identity for *symbolic* size (K or N a symbol): ``lhs - rhs`` must reduce to zero.
+
+    ``setting`` says how the generic case was reduced to finitely many symbols (e.g. the sum over the
+    other K − 2 classes is one symbol that does not depend on z_i, z_j).
+    """
+    statement: str        # LaTeX
+    lhs: sp.Expr
+    rhs: sp.Expr
+    setting: str
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """A property of an op's outputs, written as a residual program that must evaluate to zero.
+
+    ``residual`` takes the op's inputs followed by its outputs (same names as the reference formulation)
+    and returns one value whose every element is 0 in exact arithmetic.  ``normalize`` optionally
+    replaces inputs before proving (e.g. labels that sum to 1).
+    """
+    name: str
+    latex: str
+    residual: Formulation
+    scale: str = ""                 # name of an input/output whose magnitude sets the residual's scale
+    normalize: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Op:
+    """An op: fixed signature, a forward definition, and formulations proved equal to it.
+
+    ``formulations`` maps names to programs; the first is the *reference*: the forward definition
+    itself, or the closed form proved equal to the brute-force derivative of it.
+    ``definition(lengths, inputs)`` returns the brute-force outputs (SymPy ``diff`` of the forward
+    definition) as ``{output name: {index: expr}}`` for concrete axis lengths.
+    """
+    name: str
+    family: str
+    summary: str
+    inputs: tuple[Input, ...]
+    outputs: tuple[Input, ...]
+    formulations: dict[str, Formulation]
+    definition: Callable
+    proof_lengths: tuple[dict, ...]
+    derivation: tuple[DerivationStep, ...] = ()
+    generic: tuple[GenericClaim, ...] = ()
+    invariants: tuple[Invariant, ...] = ()
+    scalars: dict = field(default_factory=dict)    # scalar inputs and their defaults, e.g. {"eps": 1e-5}
+
+    @property
+    def reference(self) -> Formulation:
+        return next(iter(self.formulations.values()))
+
+    def signature(self) -> str:
+        def shape(i):
+            return "(" + ",".join(a.upper() if a not in ("i", "j") else "K" for a in i.axes) + ")" if i.axes else "scalar"
+        ins = ", ".join(f"{i.name} {shape(i)}" for i in self.inputs)
+        outs = ", ".join(f"{o.name} {shape(o)}" for o in self.outputs)
+        return f"{self.name}({ins}) -> {outs}"

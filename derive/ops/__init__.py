@@ -1,0 +1,1 @@
+"""One module per op family; each defines its ops' contracts, formulations and derivations."""
