@@ -2,8 +2,11 @@
 
 Each elementwise step is lambdified once (``cse=True``) for a backend:
 
-* ``"numpy"``: numpy ufuncs on arrays of the working dtype.  Constants appear as Python scalars,
-  which NumPy >= 2 treats as *weak*, so float16 / bfloat16 stay float16 / bfloat16 through every step.
+* ``"numpy"``: numpy ufuncs on arrays of the working dtype.  Integers stay Python ints (weak scalars
+  in NumPy >= 2); every non-integer constant (½, 3/2…) becomes an argument ``const_i``, and axis sizes
+  (``N``) an argument too, passed as 0-d arrays of the working dtype, because ml_dtypes' bfloat16
+  promotes Python floats to float32.
+  A step that still changes the dtype raises ``TypeError``: there is no silent upcast.
 * ``"mpmath"``: mpmath functions, mapped over object arrays of ``mpf`` with ``numpy.frompyfunc``.
 
 Reductions are numpy calls (``sum``, ``max``) on the named axes with ``keepdims=True``.  Internally every
@@ -17,10 +20,36 @@ import math
 
 import numpy as np
 import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
 
 from .program import Delta, Elementwise, Formulation, Reduce, Relabel, value_symbol
 
 __all__ = ["Kernel", "source_code"]
+
+
+class _DtypePreservingPrinter(NumPyPrinter):
+    """NumPy printer that writes ``x**(-k)`` as ``1/x**k``: SymPy's default ``x**(-1.0)`` has a Python
+    float exponent, which promotes bfloat16 to float32."""
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp.is_Integer and expr.exp.is_negative:
+            inverse = expr.base if expr.exp == -1 else sp.Pow(expr.base, -expr.exp, evaluate=False)
+            return "1/" + self.parenthesize(inverse, 0)
+        return super()._print_Pow(expr, rational=rational)
+
+
+def _lift_constants(expr: sp.Expr, table: dict) -> sp.Expr:
+    """Replace every non-integer number by a symbol ``const_i`` (recorded in ``table``), except the
+    exponent ±½, which the printer turns into ``sqrt``."""
+    if expr.is_Number and not expr.is_Integer:
+        if expr not in table:
+            table[expr] = sp.Symbol(f"const_{len(table)}")
+        return table[expr]
+    if expr.is_Pow and expr.exp in (sp.S.Half, -sp.S.Half):
+        return sp.Pow(_lift_constants(expr.base, table), expr.exp)
+    if expr.args:
+        return expr.func(*(_lift_constants(a, table) for a in expr.args))
+    return expr
 
 
 class Kernel:
@@ -35,11 +64,19 @@ class Kernel:
         self.axes = form.axes()
         self.position = {a: i for i, a in enumerate(form.axis_order)}
         self.functions = {}
+        self.constants = {}      # step name -> non-integer constants, in argument order
         for step in form.steps:
             if isinstance(step, Elementwise):
+                expr = step.expr
                 args = [value_symbol(n) for n in form.free_names(step)]
                 args += [form.size_symbol(s) for s in form.sizes]
-                f = sp.lambdify(args, step.expr, modules=backend, cse=True)
+                if backend == "numpy":
+                    table: dict = {}
+                    expr = _lift_constants(expr, table)
+                    args += list(table.values())
+                    self.constants[step.name] = [float(c) for c in table]
+                printer = _DtypePreservingPrinter() if backend == "numpy" else None
+                f = sp.lambdify(args, expr, modules=backend, cse=True, printer=printer)
                 if backend == "mpmath":
                     f = np.frompyfunc(f, len(args), 1)
                 self.functions[step.name] = f
@@ -59,10 +96,16 @@ class Kernel:
             env[inp.name] = self._full(arr, inp.axes)
         dtype = next((np.asarray(a).dtype for a in arrays if np.ndim(a)), None)
         size_args = [lengths[a] for a in form.sizes.values()]
+        if self.backend == "numpy":       # sizes enter as numbers of the working dtype (1/N must not be a Python float)
+            size_args = [np.asarray(n, dtype=dtype) for n in size_args]
         for step in form.steps:
             if isinstance(step, Elementwise):
                 f = self.functions[step.name]
-                env[step.name] = f(*(env[n] for n in form.free_names(step)), *size_args)
+                consts = [np.asarray(c, dtype=dtype) for c in self.constants.get(step.name, ())]
+                env[step.name] = result = f(*(env[n] for n in form.free_names(step)), *size_args, *consts)
+                if self.backend == "numpy" and np.result_type(result) != dtype:
+                    raise TypeError(f"step {step.name!r} of formulation {form.name!r} changed the working "
+                                    f"dtype {dtype} to {np.result_type(result)}")
             elif isinstance(step, Reduce):
                 axis = tuple(self.position[a] for a in step.over)
                 x = env[step.arg]
@@ -97,11 +140,14 @@ def source_code(form: Formulation) -> str:
     kernel = Kernel(form, "numpy")
     lines = [f"# {form.name}: {form.summary}",
              "# arrays carry one dimension per axis of " + repr(form.axis_order) + " (length 1 where constant)"]
+    lines += [f"{size} = dtype.type(len_{axis})" for size, axis in form.sizes.items()]
     for step in form.steps:
         if isinstance(step, Elementwise):
             src = inspect.getsource(kernel.functions[step.name]).strip().splitlines()
             body = [l.strip() for l in src[1:]]
-            args = ", ".join(form.free_names(step) + list(form.sizes))
+            consts = kernel.constants[step.name]
+            args = ", ".join(form.free_names(step) + list(form.sizes) + [f"const_{i}" for i in range(len(consts))])
+            lines += [f"const_{i} = dtype.type({c!r})" for i, c in enumerate(consts)]
             if len(body) == 1:
                 lines.append(f"{step.name} = {body[0].removeprefix('return ').strip()}")
             else:

@@ -93,7 +93,8 @@ class Formulation:
         self.axes()     # validates names and axes
 
     def size_symbol(self, name: str) -> sp.Symbol:
-        return sp.Symbol(name, integer=True, positive=True)
+        """The symbol an expression uses for the length of axis ``self.sizes[name]``."""
+        return value_symbol(name)
 
     def axes(self) -> dict[str, tuple[str, ...]]:
         """Axis labels of every value (inputs and steps), in canonical order; validates the program."""

@@ -6,7 +6,8 @@ proof here is *per entry* and uses a normal form instead of ``simplify``:
 1. ``exp(a + b − log u)`` → ``E_a · E_b / u`` with positive generators ``E_a = e^a``;
 2. ``log(u)`` of a rational function in the generators → sum of logs of its factors, ``log E_a = a``;
 3. ``u**(p/q)`` → ``R_u**p`` with one positive generator ``R_u = u**(1/q)`` per expanded base ``u``;
-4. the difference is then a rational function of symbols and generators: ``cancel`` decides zero.
+4. the difference is then a rational function of symbols and generators: its numerator, reduced
+   modulo ``R_u**q − u`` for each root generator, is zero exactly when the difference is.
 
 Each step is an identity of real analysis on the domain (exponentials and square roots positive), so a
 zero normal form is a proof.  Results are cached on disk, keyed by the SymPy version and the exact
@@ -36,8 +37,10 @@ def _generator(prefix: str, key: sp.Expr) -> sp.Symbol:
     return sp.Symbol(name, positive=True)
 
 
-def _normal_form(expr: sp.Expr) -> sp.Expr:
+def _normal_form(expr: sp.Expr) -> tuple[sp.Expr, dict]:
+    """``expr`` as a rational function of symbols and generators, and {root generator: (base, q)}."""
     logs_of: dict[sp.Symbol, sp.Expr] = {}
+    roots: dict[sp.Symbol, tuple[sp.Expr, int]] = {}
 
     def exp_rule(e):
         out = sp.Integer(1)
@@ -60,19 +63,24 @@ def _normal_form(expr: sp.Expr) -> sp.Expr:
 
     def root_rule(e):
         base = sp.expand(sp.together(e.base))
-        q = e.exp.q
-        return _generator("R", base) ** e.exp.p if q != 1 else base ** e.exp.p
+        gen = _generator("R", sp.Tuple(base, e.exp.q))
+        roots[gen] = (base, e.exp.q)
+        return gen ** e.exp.p
 
     expr = expr.replace(lambda e: isinstance(e, sp.exp), exp_rule)
     expr = expr.replace(lambda e: isinstance(e, sp.log), log_rule)
     expr = expr.replace(lambda e: isinstance(e, sp.log), log_rule)   # logs exposed by the first pass
     expr = expr.replace(lambda e: e.is_Pow and e.exp.is_Rational and not e.exp.is_Integer, root_rule)
-    return expr
+    return expr, roots
 
 
 def is_zero(expr: sp.Expr) -> bool:
     """True when ``expr`` is identically zero (on the real domain where exps and roots are positive)."""
-    return sp.cancel(sp.together(_normal_form(expr))) == 0
+    rational, roots = _normal_form(expr)
+    numerator = sp.numer(sp.cancel(sp.together(rational)))
+    for gen, (base, q) in roots.items():
+        numerator = sp.rem(sp.expand(numerator), gen ** q - base, gen)
+    return sp.expand(numerator) == 0
 
 
 @dataclass

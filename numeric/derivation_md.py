@@ -1,0 +1,52 @@
+"""Markdown (GitHub-flavoured, LaTeX in ``$$ … $$``) for an op's derivation, proofs and generated code."""
+from __future__ import annotations
+
+from derive import Op, ProofResult, source_code
+
+__all__ = ["derivation_markdown", "sizes_text"]
+
+
+def sizes_text(lengths_list) -> str:
+    """``K = 2, 3, 4, 5`` style summary of the concrete sizes a proof covered."""
+    keys = [k for k in lengths_list[0] if len({l[k] for l in lengths_list}) > 1] or list(lengths_list[0])
+    return "; ".join(", ".join(f"{k.upper()}={l[k]}" for k in keys) for l in lengths_list) if len(keys) > 1 \
+        else f"{keys[0].upper()} = " + ", ".join(str(l[keys[0]]) for l in lengths_list)
+
+
+def derivation_markdown(op: Op, proof: ProofResult, *, heading: str = "##") -> str:
+    """The derivation steps, proof status per formulation, generic-size claims, invariants and the
+    generated numpy code of ``op``, as Markdown."""
+    out = [f"{heading} `{op.name}`", "", f"`{op.signature()}` — {op.summary}.", ""]
+    if op.derivation:
+        out += [f"{heading}# Derivation", ""]
+        for n, step in enumerate(op.derivation, 1):
+            out += [f"{n}. **{step.title}**", "", f"$$ {step.latex} $$", ""]
+    status = "proved" if proof.proved else "NOT PROVED"
+    out += [f"{heading}# Proof: {status}", "",
+            f"Each formulation is compared with `sympy.diff` of the forward definition, entry by entry "
+            f"(normal form + `cancel`, no whole-matrix `simplify`){' — cached' if proof.cached else ''}.", "",
+            "| formulation | computes | sizes proved | status |", "|---|---|---|---|"]
+    for name, form in op.formulations.items():
+        rows = proof.sizes[name]
+        ok = all(r["proved"] for r in rows)
+        out.append(f"| `{name}` | {form.summary} | {sizes_text([r['lengths'] for r in rows])} | "
+                   f"{'proved' if ok else 'FAILED'} |")
+    out.append("")
+    if proof.generic:
+        settings = list(dict.fromkeys(g["setting"] for g in proof.generic))
+        out += ["Generic size (the size is a symbol, not a number), for " + "; ".join(settings) + ":", ""]
+        for g in proof.generic:
+            out += [f"- {'proved' if g['proved'] else 'FAILED'}: $ {g['statement']} $"]
+        out.append("")
+    if proof.invariants:
+        out += [f"{heading}# Invariants", ""]
+        for inv in proof.invariants:
+            out.append(f"- {'proved' if inv['proved'] else 'FAILED'}: $ {inv['latex']} $ ({inv['name']}; "
+                       f"{sizes_text(inv['sizes'])})")
+        out.append("")
+    out += [f"{heading}# Generated numpy code", "",
+            "Lambdified from the SymPy steps above (`sympy.lambdify(..., cse=True)`); this is the code "
+            "`numeric.evaluate` runs.", ""]
+    for name, form in op.formulations.items():
+        out += ["```python", source_code(form), "```", ""]
+    return "\n".join(out)

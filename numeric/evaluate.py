@@ -1,0 +1,41 @@
+"""``evaluate``: run an op's formulation, lambdified by ``derive``, in a chosen floating-point dtype."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from derive import Kernel, get_op
+
+from .arguments import check_arguments
+from .dtypes import resolve_dtype
+
+__all__ = ["evaluate", "kernel", "formulation_of"]
+
+
+def formulation_of(op, formulation):
+    """The named formulation of ``op`` (its reference formulation when ``formulation`` is None)."""
+    if formulation is None:
+        return op.reference
+    if formulation not in op.formulations:
+        raise ValueError(f"formulation must be one of {', '.join(op.formulations)} for {op.name}; "
+                         f"got {formulation!r}")
+    return op.formulations[formulation]
+
+
+@lru_cache(maxsize=None)
+def kernel(op_name: str, formulation: str | None, backend: str = "numpy") -> Kernel:
+    """The compiled kernel of one formulation (compiled once per process)."""
+    op = get_op(op_name)
+    return Kernel(formulation_of(op, formulation), backend)
+
+
+def evaluate(op: str, *args, dtype="float32", formulation: str | None = None):
+    """Evaluate ``op`` on ``args`` (shapes as in DESIGN.md's table) with every step in ``dtype``.
+
+    ``dtype``: "float16", "bfloat16", "float32" or "float64".  Inputs are rounded to ``dtype`` first.
+    Returns an array of ``dtype`` (a tuple of arrays for ``batchnorm_backward``; a 0-d array for the loss).
+    """
+    the_op = get_op(op)
+    dt = resolve_dtype(dtype)
+    formulation_of(the_op, formulation)
+    arrays = check_arguments(the_op, args, dt)
+    return kernel(op, formulation)(*arrays)
