@@ -1,0 +1,78 @@
+import pytest
+import sympy as sp
+
+from derive import OPS, is_zero, prove_op
+from derive.op import GenericClaim
+from derive.ops import softmax as softmax_mod
+from derive.program import Delta, Elementwise, Formulation, Relabel, value_symbol as v
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_every_formulation_generic_claim_and_invariant_is_proved(name):
+    result = prove_op(OPS[name], use_cache=False)
+    assert result.proved, result
+    for rows in result.sizes.values():
+        assert len(rows) >= 3
+
+
+def test_proof_sizes_cover_the_issue_ranges():
+    ks = {l["k"] for l in OPS["softmax_jacobian"].proof_lengths}
+    ns = {l["n"] for l in OPS["batchnorm_backward"].proof_lengths}
+    assert {2, 3, 4, 5} <= ks and {2, 3, 4} <= ns
+
+
+def _replace_formulation(op, name, form):
+    from dataclasses import replace
+    return replace(op, formulations={**op.formulations, name: form})
+
+
+def test_a_wrong_jacobian_is_not_proved():
+    # Forgetting the Kronecker delta: J = −s_i s_j everywhere.
+    good = softmax_mod._jacobian_form("naive")
+    steps = good.steps[:-1] + (Elementwise("J", -v("s_i") * v("s_j")),)
+    wrong = Formulation("wrong", "J = −s_i s_j", good.inputs, steps, good.outputs, good.axis_order)
+    op = _replace_formulation(OPS["softmax_jacobian"], "wrong", wrong)
+    result = prove_op(op, use_cache=False)
+    assert not all(r["proved"] for r in result.sizes["wrong"])
+    assert all(r["proved"] for r in result.sizes["naive"])
+
+
+def test_a_batchnorm_gradient_missing_one_over_n_is_not_proved():
+    op = OPS["batchnorm_backward"]
+    good = op.formulations["compact"]
+    dx = good.steps[-1]
+    wrong_dx = Elementwise("dx", v("gamma") * v("rstd") * (v("N") * v("dy") - v("dbeta") - v("xhat") * v("dgamma")))
+    wrong = Formulation("wrong", "no 1/N", good.inputs, good.steps[:-1] + (wrong_dx,), good.outputs,
+                        good.axis_order, good.sizes)
+    assert dx.name == "dx"
+    result = prove_op(_replace_formulation(op, "wrong", wrong), use_cache=False)
+    assert not any(r["proved"] for r in result.sizes["wrong"])
+
+
+@pytest.mark.parametrize("expr, expected", [
+    (sp.exp(sp.Symbol("a", real=True) - sp.Symbol("b", real=True)) * sp.exp(sp.Symbol("b", real=True))
+     - sp.exp(sp.Symbol("a", real=True)), True),
+    (sp.log(sp.exp(sp.Symbol("a", real=True)) * 2) - sp.Symbol("a", real=True) - sp.log(2), True),
+    (1 / sp.sqrt(sp.Symbol("u", positive=True)) ** 3 - sp.Symbol("u", positive=True) ** sp.Rational(-3, 2), True),
+    (sp.exp(sp.Symbol("a", real=True)) - sp.Symbol("a", real=True) - 1, False),
+    (sp.sqrt(sp.Symbol("u", positive=True) + 1) - sp.sqrt(sp.Symbol("u", positive=True)) - 1, False),
+])
+def test_is_zero_decides_identities_and_non_identities(expr, expected):
+    assert is_zero(expr) is expected
+
+
+def test_a_false_generic_claim_is_reported():
+    z = sp.Symbol("z_i", real=True)
+    R = sp.Symbol("R", positive=True)
+    s = sp.exp(z) / (sp.exp(z) + R)
+    bad = GenericClaim("wrong", sp.diff(s, z), s * (1 + s), "test")
+    assert not is_zero(bad.lhs - bad.rhs)
+
+
+def test_proofs_are_cached_and_the_cache_is_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADAUDIT_CACHE", str(tmp_path))
+    first = prove_op(OPS["softmax"])
+    second = prove_op(OPS["softmax"])
+    assert not first.cached and second.cached
+    assert second.proved and second.sizes == first.sizes
+    assert list(tmp_path.glob("proof-softmax-*.json"))
