@@ -63,6 +63,7 @@ class Kernel:
         self.backend = backend
         self.axes = form.axes()
         self.position = {a: i for i, a in enumerate(form.axis_order)}
+        self.last_use = _last_uses(form)
         self.functions = {}
         self.constants = {}      # step name -> non-integer constants, in argument order
         for step in form.steps:
@@ -81,11 +82,14 @@ class Kernel:
                     f = np.frompyfunc(f, len(args), 1)
                 self.functions[step.name] = f
 
-    def _full(self, array, labels):
+    def _full_shape(self, labels, lengths):
         shape = [1] * len(self.form.axis_order)
-        for a, n in zip(labels, np.shape(array)):
+        for a, n in zip(labels, lengths):
             shape[self.position[a]] = n
-        return np.reshape(array, shape)
+        return tuple(shape)
+
+    def _full(self, array, labels):
+        return np.reshape(array, self._full_shape(labels, np.shape(array)))
 
     def __call__(self, *arrays):
         form = self.form
@@ -98,7 +102,9 @@ class Kernel:
         size_args = [lengths[a] for a in form.sizes.values()]
         if self.backend == "numpy":       # sizes enter as numbers of the working dtype (1/N must not be a Python float)
             size_args = [np.asarray(n, dtype=dtype) for n in size_args]
-        for step in form.steps:
+        for position, step in enumerate(form.steps):
+            for name in self.last_use.get(position - 1, ()):
+                env.pop(name, None)          # free large intermediates as soon as nothing reads them
             if isinstance(step, Elementwise):
                 f = self.functions[step.name]
                 consts = [np.asarray(c, dtype=dtype) for c in self.constants.get(step.name, ())]
@@ -129,9 +135,28 @@ class Kernel:
         outs = []
         for name in form.outputs:
             shape = tuple(lengths[a] for a in self.axes[name])
-            value = np.broadcast_to(env[name], self._full(np.empty(shape), self.axes[name]).shape)
+            value = np.broadcast_to(env[name], self._full_shape(self.axes[name], shape))
             outs.append(np.reshape(value, shape))
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _last_uses(form: Formulation) -> dict[int, list[str]]:
+    """{step position: values read for the last time there} — outputs are never freed."""
+    last = {}
+    for position, step in enumerate(form.steps):
+        if isinstance(step, Elementwise):
+            reads = form.free_names(step)
+        elif isinstance(step, (Reduce, Relabel)):
+            reads = [step.arg]
+        else:
+            reads = []
+        for name in reads:
+            last[name] = position
+    freed: dict[int, list[str]] = {}
+    for name, position in last.items():
+        if name not in form.outputs:
+            freed.setdefault(position, []).append(name)
+    return freed
 
 
 def source_code(form: Formulation) -> str:

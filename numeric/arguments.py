@@ -48,5 +48,5 @@ def check_arguments(op: Op, args: tuple, dtype: np.dtype) -> list:
                 raise ValueError(f"argument {inp.name!r} has {axis.upper()} = {n} but {where!r} has "
                                  f"{axis.upper()} = {seen}")
             lengths.setdefault(axis, (n, inp.name))
-        out.append(arr.astype(dtype))
+        out.append(arr.astype(dtype, copy=False))
     return out
