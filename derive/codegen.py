@@ -8,6 +8,8 @@ Each elementwise step is lambdified once (``cse=True``) for a backend:
   promotes Python floats to float32.
   A step that still changes the dtype raises ``TypeError``: there is no silent upcast.
 * ``"mpmath"``: mpmath functions, mapped over object arrays of ``mpf`` with ``numpy.frompyfunc``.
+* ``"gmpy2"``: the same mpmath-printed code with ``exp``/``log``/``sqrt``/``mpf`` bound to gmpy2's
+  MPFR (C) functions — several times faster; precision comes from the active ``gmpy2.context``.
 
 Reductions are numpy calls (``sum``, ``max``) on the named axes with ``keepdims=True``.  Internally every
 value is held in *full-rank layout*: one array dimension per label of ``axis_order``, length 1 where the
@@ -57,13 +59,14 @@ class Kernel:
     already in the working dtype, and returns the outputs in their compact shapes."""
 
     def __init__(self, form: Formulation, backend: str = "numpy"):
-        if backend not in ("numpy", "mpmath"):
-            raise ValueError(f"backend must be 'numpy' or 'mpmath', got {backend!r}")
+        if backend not in ("numpy", "mpmath", "gmpy2"):
+            raise ValueError(f"backend must be 'numpy', 'mpmath' or 'gmpy2', got {backend!r}")
         self.form = form
         self.backend = backend
         self.axes = form.axes()
         self.position = {a: i for i, a in enumerate(form.axis_order)}
         self.last_use = _last_uses(form)
+        self.reads = {st.name: form.free_names(st) for st in form.steps if isinstance(st, Elementwise)}
         self.functions = {}
         self.constants = {}      # step name -> non-integer constants, in argument order
         for step in form.steps:
@@ -76,10 +79,11 @@ class Kernel:
                     expr = _lift_constants(expr, table)
                     args += list(table.values())
                     self.constants[step.name] = [float(c) for c in table]
-                printer = _DtypePreservingPrinter() if backend == "numpy" else None
-                f = sp.lambdify(args, expr, modules=backend, cse=True, printer=printer)
-                if backend == "mpmath":
-                    f = np.frompyfunc(f, len(args), 1)
+                if backend == "numpy":
+                    f = sp.lambdify(args, expr, modules="numpy", cse=True, printer=_DtypePreservingPrinter())
+                else:
+                    modules = [_gmpy2_namespace(), "mpmath"] if backend == "gmpy2" else "mpmath"
+                    f = np.frompyfunc(sp.lambdify(args, expr, modules=modules, cse=True), len(args), 1)
                 self.functions[step.name] = f
 
     def _full_shape(self, labels, lengths):
@@ -108,7 +112,7 @@ class Kernel:
             if isinstance(step, Elementwise):
                 f = self.functions[step.name]
                 consts = [np.asarray(c, dtype=dtype) for c in self.constants.get(step.name, ())]
-                env[step.name] = result = f(*(env[n] for n in form.free_names(step)), *size_args, *consts)
+                env[step.name] = result = f(*(env[n] for n in self.reads[step.name]), *size_args, *consts)
                 if self.backend == "numpy" and np.result_type(result) != dtype:
                     raise TypeError(f"step {step.name!r} of formulation {form.name!r} changed the working "
                                     f"dtype {dtype} to {np.result_type(result)}")
@@ -130,7 +134,7 @@ class Kernel:
                 env[step.name] = x
             elif isinstance(step, Delta):
                 i, j = step.axes
-                eye = np.eye(lengths[i], dtype=object if self.backend == "mpmath" else dtype)
+                eye = np.eye(lengths[i], dtype=dtype if self.backend == "numpy" else object)
                 env[step.name] = self._full(eye, (i, j))
         outs = []
         for name in form.outputs:
@@ -138,6 +142,11 @@ class Kernel:
             value = np.broadcast_to(env[name], self._full_shape(self.axes[name], shape))
             outs.append(np.reshape(value, shape))
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _gmpy2_namespace() -> dict:
+    import gmpy2
+    return {"exp": gmpy2.exp, "log": gmpy2.log, "sqrt": gmpy2.sqrt, "mpf": gmpy2.mpfr}
 
 
 def _last_uses(form: Formulation) -> dict[int, list[str]]:

@@ -67,6 +67,12 @@ class Op:
     generic: tuple[GenericClaim, ...] = ()
     invariants: tuple[Invariant, ...] = ()
     scalars: dict = field(default_factory=dict)    # scalar inputs and their defaults, e.g. {"eps": 1e-5}
+    stable: str = ""                # formulation safe in float64 over the whole domain ("" = reference)
+    independent_axis: str = "b"     # slices along this axis never interact (rows of z, columns of x)
+
+    @property
+    def stable_formulation(self) -> Formulation:
+        return self.formulations[self.stable] if self.stable else self.reference
 
     @property
     def reference(self) -> Formulation:

@@ -140,6 +140,7 @@ BATCHNORM = Op(
     proof_lengths=tuple({"n": n, "d": 1} for n in range(2, 5)) + ({"n": 2, "d": 2},),
     derivation=DERIVATION[:1],
     scalars={"eps": 1e-5},
+    independent_axis="d",
 )
 
 BATCHNORM_BACKWARD = Op(
@@ -169,4 +170,5 @@ BATCHNORM_BACKWARD = Op(
                   scale="dx"),
     ),
     scalars={"eps": 1e-5},
+    independent_axis="d",
 )

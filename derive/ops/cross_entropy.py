@@ -83,6 +83,7 @@ CROSS_ENTROPY = Op(
     inputs=(Z, Y), outputs=(L_OUT,),
     formulations={n: _loss_form(n) for n in ("naive", "logsumexp")},
     definition=_loss_definition,
+    stable="logsumexp",
     proof_lengths=tuple({"b": B, "k": K} for B in (1, 2) for K in range(2, 5)),
     derivation=DERIVATION[:2],
 )
@@ -92,6 +93,7 @@ CROSS_ENTROPY_BACKWARD = Op(
     inputs=(Z, Y), outputs=(DZ_OUT,),
     formulations={n: _gradient_form(n) for n in ("naive", "logsumexp")},
     definition=_gradient_definition,
+    stable="logsumexp",
     proof_lengths=tuple({"b": 1, "k": K} for K in range(2, 6)),
     derivation=DERIVATION,
     generic=GENERIC,

@@ -131,6 +131,7 @@ SOFTMAX = Op(
     inputs=(Z,), outputs=(S_OUT,),
     formulations={n: _softmax_form(n) for n in ("naive", "shifted", "logsumexp")},
     definition=_softmax_definition,
+    stable="shifted",
     proof_lengths=tuple({"b": 1, "k": K} for K in range(2, 6)),
     derivation=(DerivationStep("forward definition", JACOBIAN_DERIVATION[0].latex),
                 DerivationStep("shift invariance",
@@ -148,6 +149,7 @@ SOFTMAX_JACOBIAN = Op(
     inputs=(Z,), outputs=(J_OUT,),
     formulations={n: _jacobian_form(n) for n in ("naive", "shifted")},
     definition=_jacobian_definition,
+    stable="shifted",
     proof_lengths=tuple({"b": 1, "k": K, "i": K, "j": K} for K in range(2, 6)),
     derivation=JACOBIAN_DERIVATION,
     generic=JACOBIAN_GENERIC,
@@ -166,6 +168,7 @@ SOFTMAX_BACKWARD = Op(
     inputs=(Z, DY), outputs=(DZ_OUT,),
     formulations={n: _backward_form(n) for n in ("naive", "shifted")},
     definition=_backward_definition,
+    stable="shifted",
     proof_lengths=tuple({"b": 1, "k": K} for K in range(2, 6)),
     derivation=JACOBIAN_DERIVATION + (
         DerivationStep("vector–Jacobian product",
