@@ -1,0 +1,74 @@
+"""``compare``: one formulation in one dtype against the certified reference, with κ beside the error."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from derive import get_op
+
+from .arguments import check_arguments
+from .condition import condition_numbers
+from .dtypes import resolve_dtype
+from .evaluate import evaluate, formulation_of
+from .metrics import ErrorMetrics, error_metrics
+from .reference import reference
+
+__all__ = ["Comparison", "compare"]
+
+
+def _as_tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+@dataclass
+class Comparison:
+    """Errors of ``formulation`` of ``op`` in ``dtype`` at one input, per output name."""
+    op: str
+    formulation: str
+    dtype: str
+    metrics: dict[str, ErrorMetrics]
+    kappa: dict[str, np.ndarray]
+    got: dict[str, np.ndarray] = field(repr=False)
+    reference: dict[str, np.ndarray] = field(repr=False)
+
+    def summary(self) -> dict:
+        """All outputs pooled: median/max ULPs, max bits, max relative error, inf/nan/flush counts,
+        % non-finite and the range of finite κ."""
+        ulps = np.concatenate([m.finite_ulps.ravel() for m in self.metrics.values()])
+        rel = np.concatenate([m.rel[np.isfinite(m.rel)].ravel() for m in self.metrics.values()])
+        size = sum(m.size for m in self.metrics.values())
+        kap = np.concatenate([k[np.isfinite(k)].ravel() for k in self.kappa.values()])
+        counts = {c: int(sum(getattr(m, c).sum() for m in self.metrics.values())) for c in ("inf", "nan", "flush")}
+        return {
+            "median_ulps": float(np.median(ulps)) if ulps.size else math.nan,
+            "max_ulps": float(ulps.max()) if ulps.size else math.nan,
+            "max_bits": float(np.log2(1 + ulps.max())) if ulps.size else math.nan,
+            "max_rel": float(rel.max()) if rel.size else math.nan,
+            **counts,
+            "pct_nonfinite": 100.0 * (counts["inf"] + counts["nan"]) / max(size, 1),
+            "kappa_min": float(kap.min()) if kap.size else math.nan,
+            "kappa_max": float(kap.max()) if kap.size else math.nan,
+        }
+
+
+def compare(op: str, *args, dtype="float32", formulation: str | None = None) -> Comparison:
+    """Evaluate ``formulation`` of ``op`` in ``dtype`` and measure it against :func:`reference`.
+
+    The inputs are first rounded to ``dtype``; the reference is computed exactly on those same values.
+    """
+    the_op = get_op(op)
+    dt = resolve_dtype(dtype)
+    form = formulation_of(the_op, formulation)
+    rounded = check_arguments(the_op, args, dt)
+    with np.errstate(all="ignore"):
+        got = _as_tuple(evaluate(op, *rounded, dtype=dt, formulation=form.name))
+    ref = _as_tuple(reference(op, *rounded))
+    kappa = _as_tuple(condition_numbers(op, *rounded))
+    names = [o.name for o in the_op.outputs]
+    return Comparison(
+        op, form.name, dt.name,
+        metrics={n: error_metrics(g, r, dt) for n, g, r in zip(names, got, ref)},
+        kappa=dict(zip(names, kappa)),
+        got=dict(zip(names, got)), reference=dict(zip(names, ref)))

@@ -1,0 +1,168 @@
+"""Where formulations break, found by bisection on the dtype's own grid, beside the analytic value.
+
+Bisection runs over the *integer codes* of positive floats (their bit patterns order like the values),
+so the answer is an adjacent pair of representable numbers: the last input that behaves and the first
+that does not.  Predicates are evaluated with ``numeric.evaluate`` — the lambdified kernels themselves.
+A coarse log-spaced scan first finds the earliest failure, so non-monotone predicates report their
+first transition, not an arbitrary one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .dtypes import DTYPES, finfo, resolve_dtype
+from .evaluate import evaluate
+
+__all__ = ["Threshold", "grid_bisect", "find_thresholds", "precision_bits"]
+
+
+def precision_bits(dtype) -> int:
+    """Significand bits p (implicit bit included): float16 11, bfloat16 8, float32 24, float64 53."""
+    return int(finfo(dtype).nmant) + 1
+
+
+def _codes(dtype):
+    dt = resolve_dtype(dtype)
+    return dt, np.dtype(f"uint{8 * dt.itemsize}")
+
+
+def _from_code(code: int, dtype) -> float:
+    dt, ut = _codes(dtype)
+    return float(np.array(code, dtype=ut).view(dt))
+
+
+def _to_code(value: float, dtype) -> int:
+    dt, ut = _codes(dtype)
+    return int(np.array(value, dtype=dt).view(ut))
+
+
+def grid_bisect(predicate: Callable[[float], bool], lo: float, hi: float, dtype) -> tuple[float, float]:
+    """Adjacent floats (a, b) of ``dtype`` with ``predicate(a)`` false and ``predicate(b)`` true.
+
+    ``0 ≤ lo < hi`` must be representable with predicate(lo) false and predicate(hi) true.
+    """
+    a, b = _to_code(lo, dtype), _to_code(hi, dtype)
+    if predicate(_from_code(a, dtype)) or not predicate(_from_code(b, dtype)):
+        raise ValueError(f"grid_bisect needs predicate(lo) false and predicate(hi) true; lo={lo!r}, hi={hi!r}")
+    while b - a > 1:
+        mid = (a + b) // 2
+        if predicate(_from_code(mid, dtype)):
+            b = mid
+        else:
+            a = mid
+    return _from_code(a, dtype), _from_code(b, dtype)
+
+
+def first_failure(predicate, lo: float, hi: float, dtype, points: int = 400) -> tuple[float, float] | None:
+    """Earliest transition of ``predicate`` on ``[lo, hi]``: a log-spaced scan, then :func:`grid_bisect`."""
+    dt = resolve_dtype(dtype)
+    grid = np.unique(np.geomspace(lo, hi, points).astype(dt).astype(np.float64))
+    previous = None
+    for value in grid:
+        if predicate(float(value)):
+            return None if previous is None else grid_bisect(predicate, previous, float(value), dt)
+        previous = float(value)
+    return None
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One breaking point: ``found`` = (last good, first bad) on the dtype grid, ``analytic`` its formula value."""
+    name: str
+    dtype: str
+    found: tuple[float, float] | None
+    analytic: float
+    formula: str
+    unit: str
+    slack_ulps: int = 1          # grid steps of disagreement allowed (rounding inside the predicate)
+    factor: float = 1.0          # analytic value is an onset: the transition may lie up to factor × it
+
+    @property
+    def agrees(self) -> bool:
+        """The found transition lies in [analytic − slack, analytic·factor + slack] (slack in grid steps)."""
+        if self.found is None:
+            return False
+        a, b = self.found
+        slack = self.slack_ulps * (b - a)
+        return self.analytic - slack <= b and a <= self.analytic * self.factor + slack
+
+
+def _nonfinite(out) -> bool:
+    outs = out if isinstance(out, tuple) else (out,)
+    return not all(np.all(np.isfinite(np.asarray(o, dtype=np.float64))) for o in outs)
+
+
+def _softmax_overflow(dtype):
+    return lambda v: _nonfinite(evaluate("softmax", np.array([[v, 0.0]]), dtype=dtype, formulation="naive"))
+
+
+def _ce_overflow(dtype):
+    return lambda v: _nonfinite(evaluate("cross_entropy", np.array([[v, 0.0]]), np.array([[0.0, 1.0]]),
+                                         dtype=dtype, formulation="naive"))
+
+
+def _one_pass_breaks(dtype):
+    """x = [m − 1, m + 1] (std 1, mean m), eps = 0: the one-pass variance reaches ≤ 0 → inf/nan."""
+    def predicate(m):
+        x = np.array([[m - 1.0], [m + 1.0]])
+        return _nonfinite(evaluate("batchnorm", x, np.ones(1), np.zeros(1), 0.0, dtype=dtype, formulation="one_pass"))
+    return predicate
+
+
+def _eps_ignored(dtype, eps):
+    dt = resolve_dtype(dtype)
+    e = np.array(eps, dtype=dt)
+    return lambda v: bool(np.array(v, dtype=dt) + e == np.array(v, dtype=dt))
+
+
+def _eps_no_longer_dominates(dtype, eps):
+    """Batch x = ±√v has variance v; x̂ = ±√(v/(v+ε)) reaches 1/√2 exactly when v ≥ ε."""
+    def predicate(v):
+        root = math.sqrt(v)
+        y = evaluate("batchnorm", np.array([[-root], [root]]), np.ones(1), np.zeros(1), eps, dtype=dtype,
+                     formulation="two_pass")
+        return abs(float(np.asarray(y, dtype=np.float64)[1, 0])) >= 1 / math.sqrt(2)
+    return predicate
+
+
+def find_thresholds(dtypes=tuple(DTYPES), eps_values=(1e-5, 1e-3)) -> list[Threshold]:
+    """Every threshold of the report, for each dtype in ``dtypes``."""
+    with np.errstate(all="ignore"):
+        return [t for name in dtypes for t in _thresholds_for(name, eps_values)]
+
+
+def _thresholds_for(name, eps_values) -> list[Threshold]:
+    out = []
+    if True:
+        dt = resolve_dtype(name)
+        info = finfo(dt)
+        big = float(info.max)
+        p = precision_bits(dt)
+        ln_max = math.log(big)
+        out.append(Threshold("naive softmax: first logit gap z₀ − z₁ with inf/nan output", dt.name,
+                             first_failure(_softmax_overflow(dt), 1.0, min(big, 1e6), dt), ln_max,
+                             "ln(max)", "logit"))
+        out.append(Threshold("naive cross-entropy: first logit gap with inf/nan loss", dt.name,
+                             first_failure(_ce_overflow(dt), 1.0, min(big, 1e6), dt), ln_max, "ln(max)", "logit"))
+        out.append(Threshold("one-pass variance (x = m ± 1, ε = 0): first mean/std ratio with inf/nan", dt.name,
+                             first_failure(_one_pass_breaks(dt), 1.0, min(math.sqrt(big) / 2, 1e12), dt),
+                             2.0 ** ((p - 1) / 2), "onset 2^((p−1)/2), where ulp(m²) = 1 and the roundings of "
+                             "(m ± 1)² can cancel the true variance 1; certain by 2^((p+1)/2)", "mean/std",
+                             factor=2.0))
+        for eps in eps_values:
+            e = float(np.array(eps, dtype=dt))
+            ignored_from = 2.0 ** (math.floor(math.log2(e)) + p + 1)
+            out.append(Threshold(f"ε = {eps:g}: variance above which var + ε == var", dt.name,
+                                 first_failure(_eps_ignored(dt, eps), e, min(big, 1e30), dt), ignored_from,
+                                 "2^(⌊log2 ε⌋ + p + 1): ε below half an ulp of var", "variance"))
+            out.append(Threshold(f"ε = {eps:g}: variance below which ε dominates (|x̂| < 1/√2)", dt.name,
+                                 first_failure(_eps_no_longer_dominates(dt, eps),
+                                               max(e / 100, float(info.smallest_subnormal)), e * 100, dt),
+                                 e, "v = ε (measured through x = ±√v, so a few ulps of rounding)", "variance",
+                                 slack_ulps=8))
+    return out
+
