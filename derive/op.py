@@ -42,7 +42,8 @@ class Invariant:
     name: str
     latex: str
     residual: Formulation
-    scale: str = ""                 # name of an input/output whose magnitude sets the residual's scale
+    floor: str = ""     # bound on one term's absolute rounding error: "1", an input's name (max |·| of it),
+                        # or "term_scale", a second output of ``residual`` (max of it)
     normalize: Callable | None = None
 
 

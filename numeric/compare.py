@@ -10,7 +10,7 @@ from derive import get_op
 
 from .arguments import check_arguments
 from .condition import condition_numbers
-from .dtypes import resolve_dtype
+from .dtypes import finfo, resolve_dtype
 from .evaluate import evaluate, formulation_of
 from .metrics import ErrorMetrics, error_metrics
 from .reference import reference
@@ -35,12 +35,17 @@ class Comparison:
 
     def summary(self) -> dict:
         """All outputs pooled: median/max ULPs, max bits, max relative error, inf/nan/flush counts,
-        % non-finite and the range of finite κ."""
+        % non-finite, the range of finite κ, and max relative error ÷ (max(κ, 1)·u) — about 1 for a
+        stable algorithm, far above 1 for an unstable or wrong one."""
         ulps = np.concatenate([m.finite_ulps.ravel() for m in self.metrics.values()])
         rel = np.concatenate([m.rel[np.isfinite(m.rel)].ravel() for m in self.metrics.values()])
         size = sum(m.size for m in self.metrics.values())
         kap = np.concatenate([k[np.isfinite(k)].ravel() for k in self.kappa.values()])
         counts = {c: int(sum(getattr(m, c).sum() for m in self.metrics.values())) for c in ("inf", "nan", "flush")}
+        u = float(finfo(self.dtype).eps) / 2
+        with np.errstate(all="ignore"):
+            judged = np.concatenate([(m.rel / (np.maximum(k, 1.0) * u))[np.isfinite(m.rel)].ravel()
+                                     for m, k in zip(self.metrics.values(), self.kappa.values())])
         return {
             "median_ulps": float(np.median(ulps)) if ulps.size else math.nan,
             "max_ulps": float(ulps.max()) if ulps.size else math.nan,
@@ -48,6 +53,7 @@ class Comparison:
             "max_rel": float(rel.max()) if rel.size else math.nan,
             **counts,
             "pct_nonfinite": 100.0 * (counts["inf"] + counts["nan"]) / max(size, 1),
+            "max_rel_over_kappa_u": float(judged.max()) if judged.size else math.nan,
             "kappa_min": float(kap.min()) if kap.size else math.nan,
             "kappa_max": float(kap.max()) if kap.size else math.nan,
         }

@@ -131,6 +131,10 @@ DERIVATION = (
 )
 
 _INVARIANT_INPUTS = (X, GAMMA, DY, EPS, DX_OUT, DGAMMA_OUT, DBETA_OUT)
+# Rounding error of one term is about u·|γ|/σ·(|dy_i| + |x̂_i| + 1)·(1 + |x_i|/σ): dx's own terms, times
+# the amplification of x̂'s rounding error (x − μ loses digits when |x| ≫ σ).  Its scale, per element.
+_TERM_SCALE = (Elementwise("term_scale", sp.Abs(v("gamma")) * v("rstd") * (sp.Abs(v("dy")) + sp.Abs(v("xhat")) + 1)
+                           * (1 + sp.Abs(v("x")) * v("rstd"))),)
 
 BATCHNORM = Op(
     name="batchnorm", family="batchnorm", summary="training-mode batch norm with biased variance",
@@ -154,8 +158,10 @@ BATCHNORM_BACKWARD = Op(
     generic=GENERIC,
     invariants=(
         Invariant("Σ_i dx_i = 0 per feature", r"\sum_i \frac{\partial L}{\partial x_i} = 0",
-                  Formulation("dx_sum", "Σ_n dx", _INVARIANT_INPUTS, sum_residual("dx", ("n",)), ("r",), AXES, SIZES),
-                  scale="dx"),
+                  Formulation("dx_sum", "Σ_n dx", _INVARIANT_INPUTS,
+                              sum_residual("dx", ("n",)) + STATISTICS["two_pass"] + NORMALIZE + _TERM_SCALE,
+                              ("r", "term_scale"), AXES, SIZES),
+                  floor="term_scale"),
         # Σ dx·x̂ = 0 holds only for ε = 0: Σ x̂² = N σ²/(σ² + ε), so the exact identity keeps an ε term.
         Invariant("Σ_i dx_i x̂_i = γ ε (σ² + ε)^(−3/2) Σ_i dy_i x̂_i per feature (= 0 at ε = 0)",
                   r"\sum_i \frac{\partial L}{\partial x_i}\,\hat x_i = \frac{\gamma\,\epsilon}{(\sigma^2+\epsilon)^{3/2}} \sum_i dy_i\,\hat x_i",
@@ -166,8 +172,8 @@ BATCHNORM_BACKWARD = Op(
                                   Elementwise("dy_xhat", v("dy") * v("xhat")),
                                   Reduce("sum_dy_xhat", "sum", "dy_xhat", ("n",)),
                                   Elementwise("r", v("lhs") - v("gamma") * v("eps") * v("rstd") ** 3 * v("sum_dy_xhat")),
-                              ), ("r",), AXES, SIZES),
-                  scale="dx"),
+                              ) + _TERM_SCALE, ("r", "term_scale"), AXES, SIZES),
+                  floor="term_scale"),
     ),
     scalars={"eps": 1e-5},
     independent_axis="d",

@@ -100,5 +100,5 @@ CROSS_ENTROPY_BACKWARD = Op(
     invariants=(Invariant("gradient rows sum to 0 for normalized labels", r"\sum_k y_k = 1 \Rightarrow \sum_k \frac{\partial L}{\partial z_k} = 0",
                           Formulation("gradient_sum", "Σ_k dz", (Z, Y, DZ_OUT), sum_residual("dz", ("k",)),
                                       ("r",), ("b", "k")),
-                          scale="dz", normalize=_normalized_labels),),
+                          floor="y", normalize=_normalized_labels),),
 )

@@ -141,7 +141,7 @@ SOFTMAX = Op(
     invariants=(Invariant("rows sum to 1", r"\sum_k s_k = 1",
                           Formulation("rows_sum_to_one", "Σ_k s − 1", (Z, S_OUT),
                                       sum_residual("s", ("k",), 1), ("r",), ("b", "k")),
-                          scale="s"),),
+                          floor="1"),),
 )
 
 SOFTMAX_JACOBIAN = Op(
@@ -156,10 +156,10 @@ SOFTMAX_JACOBIAN = Op(
     invariants=(
         Invariant("rows sum to 0", r"\sum_j J_{ij} = 0",
                   Formulation("jacobian_rows", "Σ_j J", (Z, J_OUT),
-                              sum_residual("J", ("j",), 0), ("r",), ("b", "k", "i", "j")), scale="J"),
+                              sum_residual("J", ("j",), 0), ("r",), ("b", "k", "i", "j")), floor="1"),
         Invariant("columns sum to 0", r"\sum_i J_{ij} = 0",
                   Formulation("jacobian_columns", "Σ_i J", (Z, J_OUT),
-                              sum_residual("J", ("i",), 0), ("r",), ("b", "k", "i", "j")), scale="J"),
+                              sum_residual("J", ("i",), 0), ("r",), ("b", "k", "i", "j")), floor="1"),
     ),
 )
 
@@ -177,5 +177,5 @@ SOFTMAX_BACKWARD = Op(
     invariants=(Invariant("gradient sums to 0", r"\sum_k dz_k = 0",
                           Formulation("backward_sum", "Σ_k dz", (Z, DY, DZ_OUT),
                                       sum_residual("dz", ("k",), 0), ("r",), ("b", "k")),
-                          scale="dz"),),
+                          floor="dy"),),
 )

@@ -1,0 +1,179 @@
+"""Hypothesis strategies for every op's inputs, exact in the requested dtype.
+
+Plain functions with keyword-only arguments, validated when called (``InvalidArgument`` naming the
+argument), like ``hypothesis.extra.numpy``.  Arrays are returned in the requested dtype, so every value
+is exactly representable there; shrinking goes towards small batches, centred logits and unit spreads.
+
+    from hypothesis import given
+    from numeric import strategies as gs
+
+    @given(gs.op_inputs("softmax", dtype="float32"))
+    def test_my_softmax(args):
+        (z,) = args
+        ...
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+from hypothesis.extra import numpy as hnp
+
+from derive import get_op
+
+from .dtypes import finfo, resolve_dtype
+
+__all__ = ["logits", "labels", "upstream", "batchnorm_batches", "op_inputs"]
+
+
+def _dtype(dtype):
+    try:
+        return resolve_dtype(dtype)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+def _size_range(name, value, low=1, high=4096):
+    if (not isinstance(value, tuple) or len(value) != 2 or not all(isinstance(v, int) for v in value)
+            or not low <= value[0] <= value[1] <= high):
+        raise InvalidArgument(f"{name} must be a (min, max) tuple of ints with {low} ≤ min ≤ max ≤ {high}; got {value!r}")
+    return value
+
+
+def _positive(name, value, *, allow_zero=False):
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise InvalidArgument(f"{name} must be a finite number {'≥' if allow_zero else '>'} 0; got {value!r}")
+    return float(value)
+
+
+def _unit(shape):
+    """Values in [−1, 1], drawn from a few scales so near-ties and exact ties appear."""
+    return hnp.arrays(np.float64, shape, elements=st.floats(-1, 1, allow_subnormal=False))
+
+
+def _to_dtype(values: np.ndarray, dt: np.dtype) -> np.ndarray:
+    big = float(finfo(dt).max)
+    return np.clip(values, -big, big).astype(dt)
+
+
+def logits(*, dtype="float32", batch=(1, 8), classes=(1, 16), max_abs=1e4, max_spread=100.0,
+           shape=None) -> st.SearchStrategy:
+    """Logit arrays z of shape (B, K): a common offset up to ``max_abs`` (the huge-logit regime) plus
+    a spread up to ``max_spread`` (dynamic range inside a row), with ties and near-ties.
+
+    ``shape`` fixes (B, K) instead of drawing it from ``batch`` × ``classes``.
+    """
+    dt = _dtype(dtype)
+    _size_range("batch", batch)
+    _size_range("classes", classes)
+    _positive("max_abs", max_abs, allow_zero=True)
+    _positive("max_spread", max_spread, allow_zero=True)
+    if shape is not None and (len(shape) != 2 or min(shape) < 1):
+        raise InvalidArgument(f"shape must be (B, K) with B, K ≥ 1; got {shape!r}")
+
+    @st.composite
+    def draw_logits(draw):
+        b, k = shape or (draw(st.integers(*batch)), draw(st.integers(*classes)))
+        offset = draw(st.sampled_from([0.0, max_abs]) | st.floats(-max_abs, max_abs))
+        spread = draw(st.sampled_from([1.0, 0.0, max_spread, 1e-3]) | st.floats(0, max_spread))
+        u = draw(_unit((b, k)))
+        if draw(st.booleans()):
+            u = np.round(u * 4) / 4          # a handful of distinct values: ties and near-ties
+        return _to_dtype(offset + spread * u, dt)
+
+    return draw_logits()
+
+
+def labels(*, dtype="float32", shape, kind="any", smoothing=0.1) -> st.SearchStrategy:
+    """Label rows y of ``shape`` (B, K): ``"one_hot"``, ``"soft"`` (random, normalized), ``"smoothed"``
+    ((1 − α) one-hot + α/K) or ``"any"`` of these."""
+    dt = _dtype(dtype)
+    kinds = ("one_hot", "soft", "smoothed")
+    if kind != "any" and kind not in kinds:
+        raise InvalidArgument(f"kind must be 'any' or one of {kinds}; got {kind!r}")
+    if not 0 <= smoothing < 1:
+        raise InvalidArgument(f"smoothing must be in [0, 1); got {smoothing!r}")
+    b, k = shape
+
+    @st.composite
+    def draw_labels(draw):
+        which = draw(st.sampled_from(kinds)) if kind == "any" else kind
+        hot = np.eye(k)[draw(hnp.arrays(np.int64, (b,), elements=st.integers(0, k - 1)))]
+        if which == "one_hot":
+            y = hot
+        elif which == "smoothed":
+            y = (1 - smoothing) * hot + smoothing / k
+        else:
+            w = draw(hnp.arrays(np.float64, (b, k), elements=st.floats(0.01, 1)))
+            y = w / w.sum(axis=1, keepdims=True)
+        return y.astype(dt)
+
+    return draw_labels()
+
+
+def upstream(*, dtype="float32", shape, scale=1.0) -> st.SearchStrategy:
+    """Upstream gradients dy of ``shape``, entries in [−scale, scale]."""
+    dt = _dtype(dtype)
+    _positive("scale", scale)
+    return _unit(tuple(shape)).map(lambda u: _to_dtype(scale * u, dt))
+
+
+def batchnorm_batches(*, dtype="float32", rows=(1, 64), features=(1, 8), max_mean=1e4, max_var=1e8,
+                      eps=(1e-5, 1e-3)) -> st.SearchStrategy:
+    """Batch-norm inputs (x, gamma, dy, eps): per feature a mean up to ``max_mean`` and a variance from
+    0 (constant column) through tiny to ``max_var``; N from ``rows``, D from ``features``."""
+    dt = _dtype(dtype)
+    _size_range("rows", rows)
+    _size_range("features", features, high=512)
+    _positive("max_mean", max_mean, allow_zero=True)
+    _positive("max_var", max_var)
+    if not eps or not all(isinstance(e, float) and e >= 0 for e in eps):
+        raise InvalidArgument(f"eps must be a non-empty tuple of floats ≥ 0; got {eps!r}")
+    max_std = math.sqrt(max_var)
+
+    @st.composite
+    def draw_batch(draw):
+        n, d = draw(st.integers(*rows)), draw(st.integers(*features))
+        means = draw(hnp.arrays(np.float64, (d,), elements=st.sampled_from([0.0, 1.0, max_mean]) | st.floats(-max_mean, max_mean)))
+        stds = draw(hnp.arrays(np.float64, (d,), elements=st.sampled_from([1.0, 0.0, 1e-3, max_std]) | st.floats(0, max_std)))
+        x = _to_dtype(means + stds * draw(_unit((n, d))), dt)
+        gamma = _to_dtype(draw(hnp.arrays(np.float64, (d,), elements=st.floats(-2, 2))), dt)
+        dy = _to_dtype(draw(_unit((n, d))), dt)
+        return x, gamma, dy, draw(st.sampled_from(eps))
+
+    return draw_batch()
+
+
+def op_inputs(op: str, *, dtype="float32", **limits) -> st.SearchStrategy:
+    """Argument tuples for ``op`` in ``dtype`` (the op's signature order).  ``limits`` go to
+    :func:`logits` (softmax and cross-entropy ops) or :func:`batchnorm_batches` (batch-norm ops)."""
+    try:
+        the_op = get_op(op)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+    names = [i.name for i in the_op.inputs]
+    if the_op.family == "batchnorm":
+        batches = batchnorm_batches(dtype=dtype, **limits)
+        if names == ["x", "gamma", "dy", "eps"]:
+            return batches.map(tuple)
+
+        @st.composite
+        def forward_args(draw):
+            x, gamma, _, eps = draw(batches)
+            return x, gamma, draw(upstream(dtype=dtype, shape=gamma.shape, scale=2.0)), eps
+
+        return forward_args()
+
+    @st.composite
+    def draw_args(draw):
+        z = draw(logits(dtype=dtype, **limits))
+        if names == ["z"]:
+            return (z,)
+        if names == ["z", "dy"]:
+            return (z, draw(upstream(dtype=dtype, shape=z.shape)))
+        return (z, draw(labels(dtype=dtype, shape=z.shape)))
+
+    return draw_args()
+
