@@ -9,7 +9,9 @@ Each elementwise step is lambdified once (``cse=True``) for a backend:
   A step that still changes the dtype raises ``TypeError``: there is no silent upcast.
 * ``"mpmath"``: mpmath functions, mapped over object arrays of ``mpf`` with ``numpy.frompyfunc``.
 * ``"gmpy2"``: the same mpmath-printed code with ``exp``/``log``/``sqrt``/``mpf`` bound to gmpy2's
-  MPFR (C) functions — several times faster; precision comes from the active ``gmpy2.context``.
+  MPFR (C) functions; precision comes from the active ``gmpy2.context``.
+* ``"arb"``: the same code on python-flint's ``arb`` balls (midpoint + rigorous radius, C), precision
+  from ``flint.ctx.workprec``.
 
 Reductions are numpy calls (``sum``, ``max``) on the named axes with ``keepdims=True``.  Internally every
 value is held in *full-rank layout*: one array dimension per label of ``axis_order``, length 1 where the
@@ -59,8 +61,8 @@ class Kernel:
     already in the working dtype, and returns the outputs in their compact shapes."""
 
     def __init__(self, form: Formulation, backend: str = "numpy"):
-        if backend not in ("numpy", "mpmath", "gmpy2"):
-            raise ValueError(f"backend must be 'numpy', 'mpmath' or 'gmpy2', got {backend!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
         self.form = form
         self.backend = backend
         self.axes = form.axes()
@@ -82,7 +84,7 @@ class Kernel:
                 if backend == "numpy":
                     f = sp.lambdify(args, expr, modules="numpy", cse=True, printer=_DtypePreservingPrinter())
                 else:
-                    modules = [_gmpy2_namespace(), "mpmath"] if backend == "gmpy2" else "mpmath"
+                    modules = [_NAMESPACES[backend](), "mpmath"] if backend in _NAMESPACES else "mpmath"
                     f = np.frompyfunc(sp.lambdify(args, expr, modules=modules, cse=True), len(args), 1)
                 self.functions[step.name] = f
 
@@ -139,7 +141,10 @@ class Kernel:
         outs = []
         for name in form.outputs:
             shape = tuple(lengths[a] for a in self.axes[name])
-            value = np.broadcast_to(env[name], self._full_shape(self.axes[name], shape))
+            value = env[name]
+            full = self._full_shape(self.axes[name], shape)
+            if np.shape(value) != full:         # a step constant along some axis: broadcast (a view)
+                value = np.broadcast_to(value, full)
             outs.append(np.reshape(value, shape))
         return outs[0] if len(outs) == 1 else tuple(outs)
 
@@ -147,6 +152,15 @@ class Kernel:
 def _gmpy2_namespace() -> dict:
     import gmpy2
     return {"exp": gmpy2.exp, "log": gmpy2.log, "sqrt": gmpy2.sqrt, "mpf": gmpy2.mpfr}
+
+
+def _arb_namespace() -> dict:
+    from flint import arb
+    return {"exp": arb.exp, "log": arb.log, "sqrt": arb.sqrt, "mpf": arb}
+
+
+_NAMESPACES = {"gmpy2": _gmpy2_namespace, "arb": _arb_namespace}
+BACKENDS = ("numpy", "mpmath", "gmpy2", "arb")
 
 
 def _last_uses(form: Formulation) -> dict[int, list[str]]:

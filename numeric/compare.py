@@ -15,7 +15,7 @@ from .evaluate import evaluate, formulation_of
 from .metrics import ErrorMetrics, error_metrics
 from .reference import reference
 
-__all__ = ["Comparison", "compare"]
+__all__ = ["Comparison", "compare", "compare_rounded"]
 
 
 def _as_tuple(x):
@@ -68,11 +68,17 @@ def compare(op: str, *args, dtype="float32", formulation: str | None = None) -> 
     dt = resolve_dtype(dtype)
     form = formulation_of(the_op, formulation)
     rounded = check_arguments(the_op, args, dt)
+    return compare_rounded(op, rounded, dt, form.name, _as_tuple(reference(op, *rounded)),
+                           _as_tuple(condition_numbers(op, *rounded)))
+
+
+def compare_rounded(op, rounded, dt, formulation, ref, kappa) -> Comparison:
+    """:func:`compare` for inputs already in ``dt`` with their reference and κ computed (sweeps share them)."""
+    the_op = get_op(op)
     with np.errstate(all="ignore"):
-        got = _as_tuple(evaluate(op, *rounded, dtype=dt, formulation=form.name))
-    ref = _as_tuple(reference(op, *rounded))
-    kappa = _as_tuple(condition_numbers(op, *rounded))
+        got = _as_tuple(evaluate(op, *rounded, dtype=dt, formulation=formulation))
     names = [o.name for o in the_op.outputs]
+    form = formulation_of(the_op, formulation)
     return Comparison(
         op, form.name, dt.name,
         metrics={n: error_metrics(g, r, dt) for n, g, r in zip(names, got, ref)},

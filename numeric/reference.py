@@ -2,15 +2,23 @@
 
 The op's reference formulation (the forward definition, or the closed form proved equal to the
 derivative of it) is lambdified by ``derive`` for a multiple-precision engine and evaluated on the
-*exact* values of the given float inputs.  Working precision starts at 128 bits and doubles until two
-successive precisions agree to ``CERTIFIED_BITS`` = 53 + 30 bits relative, element by element
-(Herbie-style).  An element whose value keeps shrinking with precision (|v| ≤ 2^-(p-8)·max|v| at
-precision p and at 2p) is an exact zero of the mathematics (e.g. x − μ of a constant column) and is
-returned as 0.
+*exact* values of the given float inputs.  Working precision climbs the ladder 128, 192, 320, 576…
+bits (each step adds twice the previous gain) until two successive precisions agree to
+``CERTIFIED_BITS`` = 53 + 30 bits relative, element by element (Herbie-style).  An element whose value
+keeps shrinking with precision (|v| ≤ 2^-(p-8)·max|v| at both precisions p) is an exact zero of the
+mathematics (e.g. x − μ of a constant column) and is returned as 0.
 
-Engines: gmpy2's MPFR when installed (C arithmetic, the default), else mpmath.  Precision is always a
-scoped context (``gmpy2.context`` / ``mpmath.workprec``), never a global setting.  Results are numpy
-object arrays of ``mpmath.mpf``; the exponent range is unbounded, so the naive definition is exact truth.
+Engines:
+
+* ``"arb"`` (default; python-flint): ball arithmetic.  Each result carries a rigorous error radius, so
+  one evaluation certifies an element when radius ≤ 2^-83·|midpoint|; precision doubles only for the
+  elements that are not yet certified (e.g. cancellation), and a ball around 0 that shrinks with
+  precision is an exact zero.
+* ``"gmpy2"`` (MPFR) and ``"mpmath"``: plain multiple precision, certified by agreement as above.
+
+Precision is always a scoped context (``flint.ctx.workprec`` / ``gmpy2.context`` / ``mpmath.workprec``),
+never a global setting.  Results are numpy object arrays of ``mpmath.mpf``; the exponent range is
+unbounded, so the naive definition is exact truth.
 """
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ from contextlib import contextmanager
 
 import mpmath
 import numpy as np
+from mpmath.libmp import from_man_exp
 
 from derive import get_op
 
@@ -30,12 +39,15 @@ CERTIFIED_BITS = 53 + 30
 START_BITS = 128
 MAX_BITS = 1 << 14
 
-try:
-    import gmpy2
-    DEFAULT_ENGINE = "gmpy2"
-except ImportError:         # pragma: no cover - gmpy2 is a dependency; this keeps the module importable
-    gmpy2 = None
-    DEFAULT_ENGINE = "mpmath"
+import flint
+import gmpy2
+
+ENGINES = ("arb", "gmpy2", "mpmath")
+DEFAULT_ENGINE = "arb"
+_TWO_83 = 2 ** CERTIFIED_BITS
+
+
+_make_mpf = mpmath.mp.make_mpf
 
 
 class ReferenceNotCertified(ArithmeticError):
@@ -49,7 +61,10 @@ def _map(fn, arr) -> np.ndarray:
 
 @contextmanager
 def _precision(engine: str, bits: int):
-    if engine == "gmpy2":
+    if engine == "arb":
+        with flint.ctx.workprec(bits):
+            yield
+    elif engine == "gmpy2":
         with gmpy2.context(gmpy2.get_context(), precision=bits):
             yield
     else:
@@ -59,22 +74,29 @@ def _precision(engine: str, bits: int):
 
 def _to_engine(engine: str, arr: np.ndarray) -> np.ndarray:
     """Exact conversion of a float64 array (every supported dtype embeds exactly) to engine numbers."""
-    convert = gmpy2.mpfr if engine == "gmpy2" else mpmath.mpf
+    convert = {"arb": flint.arb, "gmpy2": gmpy2.mpfr, "mpmath": mpmath.mpf}[engine]
     return _map(convert, arr.astype(np.float64))
+
+
+def _exact_mpf(v) -> mpmath.mpf:
+    """A gmpy2 ``mpfr`` as an ``mpmath.mpf`` with every bit kept (no rounding to mpmath's precision)."""
+    man, exp = v.as_mantissa_exp()
+    return _make_mpf(from_man_exp(man, int(exp)))
+
+
+def _arb_mid_mpf(ball) -> mpmath.mpf:
+    man, exp = ball.mid().man_exp()
+    return _make_mpf(from_man_exp(int(man), int(exp)))
 
 
 def _to_mpf(engine: str, arr: np.ndarray) -> np.ndarray:
     if engine == "mpmath":
         return arr
-    def one(v):
-        man, exp = v.as_mantissa_exp()
-        return mpmath.mpf((int(man), int(exp)))
-    return _map(one, arr)
+    return _map(_arb_mid_mpf if engine == "arb" else _exact_mpf, arr)
 
 
-def _run(engine, op_name, arrays, bits):
+def _run(engine, op_name, inputs, bits):
     with _precision(engine, bits):
-        inputs = [_to_engine(engine, a) for a in arrays]
         out = kernel(op_name, None, engine)(*inputs)
     return out if isinstance(out, tuple) else (out,)
 
@@ -84,8 +106,8 @@ def _power_of_two(engine: str, k: int):
     return gmpy2.mul_2exp(gmpy2.mpfr(1), k) if engine == "gmpy2" else mpmath.ldexp(1, k)
 
 
-def _agreement(engine, lo: np.ndarray, hi: np.ndarray, lo_bits: int):
-    """(certified mask, exact-zero mask) for one output evaluated at ``lo_bits`` and ``2*lo_bits``."""
+def _agreement(engine, lo: np.ndarray, hi: np.ndarray, lo_bits: int, hi_bits: int):
+    """(certified mask, exact-zero mask) for one output evaluated at ``lo_bits`` and ``hi_bits``."""
     lo = np.asarray(lo, dtype=object)
     hi = np.asarray(hi, dtype=object)
     mag_hi = np.asarray(np.abs(hi), dtype=object)
@@ -94,7 +116,7 @@ def _agreement(engine, lo: np.ndarray, hi: np.ndarray, lo_bits: int):
         return np.ones(hi.shape, bool), np.zeros(hi.shape, bool)
     close = np.asarray(np.abs(lo - hi) <= mag_hi * _power_of_two(engine, -CERTIFIED_BITS), dtype=bool)
     vanishing = (np.asarray(np.abs(lo) <= scale * _power_of_two(engine, 8 - lo_bits), dtype=bool)
-                 & np.asarray(mag_hi <= scale * _power_of_two(engine, 8 - 2 * lo_bits), dtype=bool))
+                 & np.asarray(mag_hi <= scale * _power_of_two(engine, 8 - hi_bits), dtype=bool))
     return close | vanishing, vanishing & ~close
 
 
@@ -103,30 +125,68 @@ def reference(op: str, *args, engine: str | None = None):
 
     Returns an object array of ``mpmath.mpf`` (a tuple of them for ``batchnorm_backward``), each
     element correct to at least ``CERTIFIED_BITS`` bits relative, or an exact zero.
-    ``engine``: "gmpy2" (default when available) or "mpmath".
+    ``engine``: "arb" (default), "gmpy2" or "mpmath".
     """
     engine = engine or DEFAULT_ENGINE
-    if engine not in ("gmpy2", "mpmath") or (engine == "gmpy2" and gmpy2 is None):
-        raise ValueError(f"engine must be 'gmpy2' or 'mpmath'; got {engine!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     the_op = get_op(op)
     arrays = check_arguments(the_op, args, np.dtype(np.float64))
     for a, inp in zip(arrays, the_op.inputs):
         if not np.all(np.isfinite(a)):
             raise ValueError(f"argument {inp.name!r} must be finite for a reference; it holds inf or nan")
     bits = START_BITS
-    lo = _run(engine, op, arrays, bits)
+    with _precision(engine, bits):      # conversion of floats is exact at any precision ≥ 53
+        inputs = [_to_engine(engine, a) for a in arrays]
+    outs = _by_balls(op, inputs) if engine == "arb" else _by_agreement(engine, op, inputs)
+    return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _classify_balls(out: np.ndarray, bits: int):
+    """(certified, near-zero) masks: radius ≤ 2^-83 |mid|; or a ball holding 0 with radius ≤ 2^(8−bits)·scale."""
+    out = np.asarray(out, dtype=object)
+    mags = _map(lambda b: abs(b.mid()), out)
+    scale = max(mags.flat, default=0)
+    tiny = scale * flint.arb(2) ** (8 - bits) if scale != 0 else None
+    certified = np.asarray(_map(lambda b: b.rad() * _TWO_83 <= abs(b.mid()), out), dtype=bool)
+    if tiny is None:
+        return np.ones(out.shape, bool), np.zeros(out.shape, bool)
+    near_zero = np.asarray(_map(lambda b: b.rad() <= tiny and abs(b.mid()) <= b.rad(), out), dtype=bool)
+    return certified, near_zero
+
+
+def _by_balls(op, inputs) -> list:
+    bits, previous = START_BITS, None
+    while bits <= MAX_BITS:
+        out = _run("arb", op, inputs, bits)
+        classes = [_classify_balls(o, bits) for o in out]
+        zeros = [near & ~cert & (prev if prev is not None else False)
+                 for (cert, near), prev in zip(classes, previous or [None] * len(out))]
+        if all((cert | zero).all() for (cert, _), zero in zip(classes, zeros)):
+            results = []
+            for o, zero in zip(out, zeros):
+                value = np.array(_to_mpf("arb", np.asarray(o, dtype=object)), dtype=object)
+                value[zero] = mpmath.mpf(0)
+                results.append(value)
+            return results
+        previous, bits = [near for _, near in classes], 2 * bits
+    raise ReferenceNotCertified(f"{op}: radii at {MAX_BITS} bits still exceed 2^-{CERTIFIED_BITS} relative")
+
+
+def _by_agreement(engine, op, inputs) -> list:
+    bits = START_BITS
+    lo, step = _run(engine, op, inputs, bits), 64
     while bits < MAX_BITS:
-        hi = _run(engine, op, arrays, 2 * bits)
-        checks = [_agreement(engine, l, h, bits) for l, h in zip(lo, hi)]
+        hi = _run(engine, op, inputs, bits + step)
+        checks = [_agreement(engine, l, h, bits, bits + step) for l, h in zip(lo, hi)]
         if all(ok.all() for ok, _ in checks):
-            with mpmath.workprec(2 * bits):
-                outs = []
-                for h, (_, zero) in zip(hi, checks):
-                    value = np.array(_to_mpf(engine, np.asarray(h, dtype=object)), dtype=object)
-                    value[zero] = mpmath.mpf(0)
-                    outs.append(value)
-            return outs[0] if len(outs) == 1 else tuple(outs)
-        lo, bits = hi, 2 * bits
+            outs = []
+            for h, (_, zero) in zip(hi, checks):
+                value = np.array(_to_mpf(engine, np.asarray(h, dtype=object)), dtype=object)
+                value[zero] = mpmath.mpf(0)
+                outs.append(value)
+            return outs
+        lo, bits, step = hi, bits + step, 2 * step
     raise ReferenceNotCertified(f"{op}: precisions up to {MAX_BITS} bits did not agree to {CERTIFIED_BITS} bits")
 
 

@@ -1,0 +1,78 @@
+"""Sweeps: every formulation × dtype of an op over inputs of growing magnitude, against the reference.
+
+Inputs (fixed seed, so reports are reproducible byte for byte):
+
+* softmax and cross-entropy ops: z = M·u with u ~ N(0, 1) of shape (4, 8) — M is the logit magnitude;
+  dy ~ N(0, 1); soft labels y normalized per row;
+* batch-norm ops: x = M + u with u ~ N(0, 1) of shape (16, 4) — M is the mean/std ratio; γ, β, dy ~ N(0, 1).
+
+The reference and κ are computed once per (magnitude, dtype) and shared by all formulations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from derive import get_op
+
+from .arguments import check_arguments
+from .compare import compare_rounded
+from .condition import condition_numbers
+from .dtypes import DTYPES, resolve_dtype
+from .reference import reference
+
+__all__ = ["SweepPoint", "sample_inputs", "sweep", "DEFAULT_MAGNITUDES"]
+
+DEFAULT_MAGNITUDES = tuple(float(m) for m in np.geomspace(1, 1e4, 9))
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    op: str
+    formulation: str
+    dtype: str
+    magnitude: float
+    summary: dict
+
+
+def sample_inputs(op: str, magnitude: float, seed: int = 0, *, eps: float = 1e-5, variance: float = 1.0):
+    """Input tuple of ``op`` at ``magnitude`` (see module doc), float64, reproducible from ``seed``."""
+    the_op = get_op(op)
+    rng = np.random.default_rng(seed)
+    if the_op.family == "batchnorm":
+        x = magnitude + np.sqrt(variance) * rng.standard_normal((16, 4))
+        gamma, second = rng.standard_normal(4), rng.standard_normal(4)
+        dy = rng.standard_normal((16, 4))
+        return (x, gamma, second, eps) if op == "batchnorm" else (x, gamma, dy, eps)
+    z = magnitude * rng.standard_normal((4, 8))
+    names = [i.name for i in the_op.inputs]
+    if names == ["z"]:
+        return (z,)
+    if names == ["z", "dy"]:
+        return (z, rng.standard_normal((4, 8)))
+    y = rng.random((4, 8))
+    return (z, y / y.sum(axis=1, keepdims=True))
+
+
+def sweep_point(op, args, dtype) -> list[SweepPoint]:
+    """All formulations of ``op`` at one input in one dtype (inputs rounded to the dtype first)."""
+    the_op = get_op(op)
+    dt = resolve_dtype(dtype)
+    rounded = check_arguments(the_op, args, dt)
+    ref = reference(op, *rounded)
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    kappa = condition_numbers(op, *rounded)
+    kappa = kappa if isinstance(kappa, tuple) else (kappa,)
+    return [compare_rounded(op, rounded, dt, f, ref, kappa) for f in the_op.formulations]
+
+
+def sweep(op: str, *, dtypes=tuple(DTYPES), magnitudes=DEFAULT_MAGNITUDES, seed: int = 0, **sample) -> list[SweepPoint]:
+    """Summaries of every formulation × dtype × magnitude; ``sample`` goes to :func:`sample_inputs`."""
+    points = []
+    for magnitude in magnitudes:
+        args = sample_inputs(op, magnitude, seed, **sample)
+        for dtype in dtypes:
+            for c in sweep_point(op, args, dtype):
+                points.append(SweepPoint(op, c.formulation, c.dtype, magnitude, c.summary()))
+    return points
