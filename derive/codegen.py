@@ -25,6 +25,7 @@ import math
 import numpy as np
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.pycode import MpmathPrinter
 
 from .program import Delta, Elementwise, Formulation, Reduce, Relabel, value_symbol
 
@@ -40,6 +41,26 @@ class _DtypePreservingPrinter(NumPyPrinter):
             inverse = expr.base if expr.exp == -1 else sp.Pow(expr.base, -expr.exp, evaluate=False)
             return "1/" + self.parenthesize(inverse, 0)
         return super()._print_Pow(expr, rational=rational)
+
+
+class _BallPrinter(MpmathPrinter):
+    """Integer powers as ``_ipow(x, n)``: python-flint's ``arb ** 2`` is nan for a ball holding 0."""
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp.is_Integer:
+            return f"_ipow({self._print(expr.base)}, {int(expr.exp)})"
+        return super()._print_Pow(expr, rational=rational)
+
+
+def _ipow(x, n: int):
+    """x**n by multiplication; even powers of a ball around 0 stay ≥ 0 (|x| is used)."""
+    if n < 0:
+        return 1 / _ipow(x, -n)
+    base = abs(x) if n % 2 == 0 else x
+    result = 1
+    for _ in range(n):
+        result = result * base
+    return result
 
 
 def _lift_constants(expr: sp.Expr, table: dict) -> sp.Expr:
@@ -85,7 +106,9 @@ class Kernel:
                     f = sp.lambdify(args, expr, modules="numpy", cse=True, printer=_DtypePreservingPrinter())
                 else:
                     modules = [_NAMESPACES[backend](), "mpmath"] if backend in _NAMESPACES else "mpmath"
-                    f = np.frompyfunc(sp.lambdify(args, expr, modules=modules, cse=True), len(args), 1)
+                    printer = _BallPrinter(_PRINTER_SETTINGS) if backend == "arb" else None
+                    f = np.frompyfunc(sp.lambdify(args, expr, modules=modules, cse=True, printer=printer),
+                                      len(args), 1)
                 self.functions[step.name] = f
 
     def _full_shape(self, labels, lengths):
@@ -156,10 +179,12 @@ def _gmpy2_namespace() -> dict:
 
 def _arb_namespace() -> dict:
     from flint import arb
-    return {"exp": arb.exp, "log": arb.log, "sqrt": arb.sqrt, "mpf": arb}
+    return {"exp": arb.exp, "log": arb.log, "sqrt": arb.sqrt, "mpf": arb, "fabs": abs, "_ipow": _ipow}
 
 
 _NAMESPACES = {"gmpy2": _gmpy2_namespace, "arb": _arb_namespace}
+_PRINTER_SETTINGS = {"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
+                     "user_functions": {}}
 BACKENDS = ("numpy", "mpmath", "gmpy2", "arb")
 
 

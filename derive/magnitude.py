@@ -1,8 +1,14 @@
-"""The magnitude program of an invariant's residual: the same steps with every sum taken over absolute
-values and the final residual replaced by the sum of its terms' absolute values.
+"""Term magnitudes of a formulation's outputs: how large the things are that each output cancels.
 
-It bounds the size of the terms a residual cancels, so a floating-point check can ask for
-``|r| ≤ tol · magnitude`` — a residual of 1e-7 means nothing on its own, but a lot next to terms of 1e-6.
+For an output defined by a sum (``dγ = Σ dy x̂``) the magnitude is the sum of absolute values
+(``Σ |dy x̂|``); for an output defined by an expression, it is the sum of the absolute values of the
+expression's additive terms, with every sum-reduced value inside replaced by its own magnitude:
+
+    dz = s (dy − c),  c = Σ dy s     →     |s dy| + |s| Σ |dy s|
+
+Rounding errors of a correct algorithm are a few units of roundoff of these magnitudes (plus what the
+inputs' conditioning amplifies), so they scale tolerances and invariant checks.  All other steps are
+kept exactly as they are.
 """
 from __future__ import annotations
 
@@ -10,20 +16,43 @@ import sympy as sp
 
 from .program import Elementwise, Formulation, Reduce, value_symbol
 
-__all__ = ["magnitude_formulation"]
+__all__ = ["magnitude_formulation", "magnitude_name"]
 
 
-def magnitude_formulation(form: Formulation, result: str = "r") -> Formulation:
-    """``form`` with Σ v → Σ |v| for every reduction and ``result`` = Σ |terms| of its expression."""
-    steps = []
-    for step in form.steps:
+def magnitude_name(name: str) -> str:
+    return f"mag_{name}"
+
+
+def magnitude_formulation(form: Formulation) -> Formulation:
+    """``form`` plus one step ``mag_<o>`` per output ``o``; outputs are the magnitudes, in order."""
+    defined = {step.name: step for step in form.steps}
+    extra = []
+    abs_sums = {}          # name of a sum/mean-reduced value -> symbol of its absolute-value sum
+
+    def abs_sum(name: str) -> sp.Symbol:
+        if name not in abs_sums:
+            step = defined[name]
+            extra.append(Elementwise(f"abs_{step.arg}_{name}", sp.Abs(value_symbol(step.arg))))
+            extra.append(Reduce(f"abssum_{name}", step.op, f"abs_{step.arg}_{name}", step.over))
+            abs_sums[name] = value_symbol(f"abssum_{name}")
+        return abs_sums[name]
+
+    def summed(symbol: sp.Symbol) -> bool:
+        step = defined.get(symbol.name)
+        return isinstance(step, Reduce) and step.op in ("sum", "mean")
+
+    for out in form.outputs:
+        step = defined.get(out)
         if isinstance(step, Reduce) and step.op in ("sum", "mean"):
-            steps.append(Elementwise(f"abs_{step.arg}_{step.name}", sp.Abs(value_symbol(step.arg))))
-            steps.append(Reduce(step.name, step.op, f"abs_{step.arg}_{step.name}", step.over))
-        elif isinstance(step, Elementwise) and step.name == result:
-            terms = sp.Add.make_args(sp.expand(step.expr))
-            steps.append(Elementwise(result, sp.Add(*(sp.Abs(t) for t in terms))))
+            extra.append(Elementwise(magnitude_name(out), abs_sum(out)))
+        elif isinstance(step, Elementwise):
+            terms = []
+            for term in sp.Add.make_args(sp.expand(step.expr)):
+                swap = {s: abs_sum(s.name) for s in term.free_symbols if summed(s)}
+                terms.append(sp.Abs(term.xreplace(swap)))
+            extra.append(Elementwise(magnitude_name(out), sp.Add(*terms)))
         else:
-            steps.append(step)
-    return Formulation(f"magnitude_{form.name}", f"magnitude of {form.summary}", form.inputs, tuple(steps),
-                       form.outputs, form.axis_order, form.sizes)
+            extra.append(Elementwise(magnitude_name(out), sp.Abs(value_symbol(out))))
+    return Formulation(f"magnitude_{form.name}", f"term magnitudes of {form.summary}", form.inputs,
+                       form.steps + tuple(extra), tuple(magnitude_name(o) for o in form.outputs),
+                       form.axis_order, form.sizes)

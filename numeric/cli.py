@@ -42,6 +42,51 @@ def _cmd_derive(args) -> int:
     return 0
 
 
+def _load_function(spec: str):
+    """``path/to/file.py:function`` → the function object (the file is imported as a module)."""
+    import importlib.util
+    from pathlib import Path
+
+    path, sep, name = spec.rpartition(":")
+    if not sep or not path or not name:
+        raise UsageError(f"expected FILE.py:FUNCTION, got {spec!r}")
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"no such file: {path}")
+    if not name.isidentifier():
+        raise UsageError(f"{name!r} is not a Python function name")
+    module_spec = importlib.util.spec_from_file_location(f"gradaudit_user_{file.stem}", file)
+    if module_spec is None or module_spec.loader is None:
+        raise UsageError(f"cannot import {path} as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise UsageError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise UsageError(f"{path} has no function {name!r}")
+    return fn
+
+
+def _cmd_check(args) -> int:
+    from .check import check_gradient
+    from .dtypes import DTYPES
+
+    try:
+        get_op(args.op)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.dtype not in DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}; got {args.dtype!r}")
+    if args.examples < 1:
+        raise UsageError(f"--examples must be ≥ 1; got {args.examples}")
+    fn = _load_function(args.target)
+    result = check_gradient(fn, args.op, dtype=args.dtype, examples=args.examples, seed=args.seed)
+    print(result.to_markdown())
+    return 0 if result.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gradaudit", description="Prove and measure softmax / cross-entropy / batch-norm gradients.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -51,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ops", nargs="*", metavar="OP")
     p.add_argument("--all", action="store_true", help="every op")
     p.set_defaults(run=_cmd_derive)
+    p = sub.add_parser("check", help="check a hand-written op against the certified reference "
+                                     "(exit 0 right, 1 wrong, 2 usage error)")
+    p.add_argument("target", metavar="FILE.py:FUNCTION")
+    p.add_argument("--op", required=True, help="the op the function implements (see `gradaudit list`)")
+    p.add_argument("--dtype", default="float64", help="float16, bfloat16, float32 or float64 (default float64)")
+    p.add_argument("--examples", type=int, default=200, help="random examples (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_cmd_check)
     return parser
 
 

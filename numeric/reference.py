@@ -5,8 +5,8 @@ derivative of it) is lambdified by ``derive`` for a multiple-precision engine an
 *exact* values of the given float inputs.  Working precision climbs the ladder 128, 192, 320, 576…
 bits (each step adds twice the previous gain) until two successive precisions agree to
 ``CERTIFIED_BITS`` = 53 + 30 bits relative, element by element (Herbie-style).  An element whose value
-keeps shrinking with precision (|v| ≤ 2^-(p-8)·max|v| at both precisions p) is an exact zero of the
-mathematics (e.g. x − μ of a constant column) and is returned as 0.
+collapses when precision rises (by 2^-(p/2) or more) is an exact zero of the mathematics (e.g. x − μ
+of a constant column, or dz for a constant dy) and is returned as 0.
 
 Engines:
 
@@ -107,17 +107,18 @@ def _power_of_two(engine: str, k: int):
 
 
 def _agreement(engine, lo: np.ndarray, hi: np.ndarray, lo_bits: int, hi_bits: int):
-    """(certified mask, exact-zero mask) for one output evaluated at ``lo_bits`` and ``hi_bits``."""
+    """(certified mask, exact-zero mask) for one output evaluated at ``lo_bits`` and ``hi_bits``.
+
+    Certified: |lo − hi| ≤ 2^-83 |hi|.  Exact zero: the value collapsed by at least 2^-(lo_bits/2) when
+    precision rose — a nonzero value would have stayed put — so it is 0, or below 2^-(3·lo_bits/2) of
+    the scale of the terms that cancelled.
+    """
     lo = np.asarray(lo, dtype=object)
     hi = np.asarray(hi, dtype=object)
     mag_hi = np.asarray(np.abs(hi), dtype=object)
-    scale = max(mag_hi.flat, default=0)
-    if scale == 0:
-        return np.ones(hi.shape, bool), np.zeros(hi.shape, bool)
     close = np.asarray(np.abs(lo - hi) <= mag_hi * _power_of_two(engine, -CERTIFIED_BITS), dtype=bool)
-    vanishing = (np.asarray(np.abs(lo) <= scale * _power_of_two(engine, 8 - lo_bits), dtype=bool)
-                 & np.asarray(mag_hi <= scale * _power_of_two(engine, 8 - hi_bits), dtype=bool))
-    return close | vanishing, vanishing & ~close
+    collapsed = np.asarray(mag_hi <= np.abs(lo) * _power_of_two(engine, -(lo_bits // 2)), dtype=bool)
+    return close | collapsed, collapsed & ~close
 
 
 def reference(op: str, *args, engine: str | None = None):
@@ -142,34 +143,38 @@ def reference(op: str, *args, engine: str | None = None):
     return outs[0] if len(outs) == 1 else tuple(outs)
 
 
-def _classify_balls(out: np.ndarray, bits: int):
-    """(certified, near-zero) masks: radius ≤ 2^-83 |mid|; or a ball holding 0 with radius ≤ 2^(8−bits)·scale."""
+def _classify_balls(out: np.ndarray):
+    """(certified, holds-zero, radius) per element: radius ≤ 2^-83 |mid|; a ball containing 0."""
     out = np.asarray(out, dtype=object)
-    mags = _map(lambda b: abs(b.mid()), out)
-    scale = max(mags.flat, default=0)
-    tiny = scale * flint.arb(2) ** (8 - bits) if scale != 0 else None
     certified = np.asarray(_map(lambda b: b.rad() * _TWO_83 <= abs(b.mid()), out), dtype=bool)
-    if tiny is None:
-        return np.ones(out.shape, bool), np.zeros(out.shape, bool)
-    near_zero = np.asarray(_map(lambda b: b.rad() <= tiny and abs(b.mid()) <= b.rad(), out), dtype=bool)
-    return certified, near_zero
+    holds_zero = np.asarray(_map(lambda b: abs(b.mid()) <= b.rad(), out), dtype=bool)
+    return certified, holds_zero, _map(lambda b: b.rad(), out)
 
 
 def _by_balls(op, inputs) -> list:
+    """Balls at 128, 256, 512… bits until every element is certified, or is a ball around 0 whose
+    radius collapsed by 2^-(bits/2) when precision doubled: an exact zero (as in :func:`_agreement`)."""
     bits, previous = START_BITS, None
     while bits <= MAX_BITS:
         out = _run("arb", op, inputs, bits)
-        classes = [_classify_balls(o, bits) for o in out]
-        zeros = [near & ~cert & (prev if prev is not None else False)
-                 for (cert, near), prev in zip(classes, previous or [None] * len(out))]
-        if all((cert | zero).all() for (cert, _), zero in zip(classes, zeros)):
+        classes = [_classify_balls(o) for o in out]
+        zeros = []
+        for k, (cert, holds, rad) in enumerate(classes):
+            if previous is None:
+                zeros.append(np.zeros(cert.shape, bool))
+                continue
+            _, held, old_rad = previous[k]
+            shrink = flint.arb(2) ** (-(bits // 4))
+            collapsed = np.asarray(np.frompyfunc(lambda r, q: r <= q * shrink, 2, 1)(rad, old_rad), dtype=bool)
+            zeros.append(holds & held & collapsed & ~cert)
+        if all((cert | zero).all() for (cert, _, _), zero in zip(classes, zeros)):
             results = []
             for o, zero in zip(out, zeros):
                 value = np.array(_to_mpf("arb", np.asarray(o, dtype=object)), dtype=object)
                 value[zero] = mpmath.mpf(0)
                 results.append(value)
             return results
-        previous, bits = [near for _, near in classes], 2 * bits
+        previous, bits = classes, 2 * bits
     raise ReferenceNotCertified(f"{op}: radii at {MAX_BITS} bits still exceed 2^-{CERTIFIED_BITS} relative")
 
 

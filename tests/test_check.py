@@ -1,0 +1,175 @@
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import numeric
+from numeric import assert_gradient, check_gradient
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CASES = []
+for _name in ("batchnorm_backward", "softmax_backward", "cross_entropy_backward"):
+    _module = load(_name)
+    CASES += [(_name, fn, True) for fn in _module.CORRECT] + [(_name, fn, False) for fn in _module.WRONG]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op, fn, correct", CASES, ids=[f"{op}-{fn.__name__}" for op, fn, _ in CASES])
+def test_examples_correct_pass_and_wrong_are_flagged(op, fn, correct, dtype):
+    result = check_gradient(fn, op, dtype=dtype)
+    assert result.ok is correct, result.to_markdown()
+    if not correct:
+        assert result.worst is not None or result.error
+        assert result.diagnosis or result.error
+
+
+# Further hand-written ops, as people write them (not in examples/).
+def softmax_shifted(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_naive(z):
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def jacobian_right(z):
+    s = softmax_shifted(z)
+    return np.einsum("bi,ij->bij", s, np.eye(z.shape[1], dtype=z.dtype)) - np.einsum("bi,bj->bij", s, s)
+
+
+def jacobian_without_diagonal(z):
+    s = softmax_shifted(z)
+    return -np.einsum("bi,bj->bij", s, s)
+
+
+def cross_entropy_lse(z, y):
+    m = z.max(axis=1, keepdims=True)
+    lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+    return (y * (lse - z)).sum()
+
+
+def cross_entropy_log_of_softmax(z, y):
+    return -(y * np.log(softmax_shifted(z))).sum()
+
+
+def cross_entropy_mean(z, y):
+    return cross_entropy_lse(z, y) / z.shape[0]
+
+
+def batchnorm_right(x, gamma, beta, eps):
+    mu = x.mean(axis=0)
+    xc = x - mu
+    return gamma * xc / np.sqrt((xc * xc).mean(axis=0) + eps) + beta
+
+
+def batchnorm_unbiased(x, gamma, beta, eps):
+    mu = x.mean(axis=0)
+    xc = x - mu
+    return gamma * xc / np.sqrt((xc * xc).sum(axis=0) / max(x.shape[0] - 1, 1) + eps) + beta
+
+
+MORE = [("softmax", softmax_shifted, True), ("softmax", softmax_naive, False),
+        ("softmax_jacobian", jacobian_right, True), ("softmax_jacobian", jacobian_without_diagonal, False),
+        ("cross_entropy", cross_entropy_lse, True), ("cross_entropy", cross_entropy_log_of_softmax, False),
+        ("cross_entropy", cross_entropy_mean, False),
+        ("batchnorm", batchnorm_right, True), ("batchnorm", batchnorm_unbiased, False)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op, fn, correct", MORE, ids=[f"{op}-{fn.__name__}" for op, fn, _ in MORE])
+def test_more_hand_written_ops(op, fn, correct, dtype):
+    result = check_gradient(fn, op, dtype=dtype, examples=100)
+    assert result.ok is correct, result.to_markdown()
+
+
+def test_overflow_is_diagnosed_with_the_threshold_and_a_shrunk_counterexample():
+    result = check_gradient(load("softmax_backward").unshifted, "softmax_backward", dtype="float32")
+    assert not result.ok and "non-finite" in result.diagnosis
+    z = np.asarray(result.worst.inputs[0], dtype=np.float64)
+    assert z.size <= 2 and 88.7 < np.abs(z).max() <= 100      # shrunk to just past ln(FLT_MAX)
+
+
+def test_raising_wrong_shape_and_wrong_dtype_are_failures_not_crashes():
+    def raises(z, dy):
+        raise RuntimeError("boom")
+
+    def wrong_shape(z, dy):
+        return z[:, :1]
+
+    def upcasts(z, dy):
+        return np.zeros(z.shape, dtype=np.float64)
+
+    r = check_gradient(raises, "softmax_backward", dtype="float32", examples=5)
+    assert not r.ok and "RuntimeError: boom" in r.error
+    r = check_gradient(wrong_shape, "softmax_backward", dtype="float32", examples=5)
+    assert not r.ok and "shape" in r.error
+    r = check_gradient(upcasts, "softmax_backward", dtype="float32", examples=5)
+    assert not r.ok and "dtype float64" in r.error
+
+
+def test_assert_gradient_reports_worst_element_index_values_and_ulps():
+    with pytest.raises(AssertionError) as info:
+        assert_gradient(load("cross_entropy_backward").y_minus_yhat, "cross_entropy_backward", dtype="float32")
+    text = str(info.value)
+    for needle in ("worst element: dz[", "got:", "expected:", "ULPs", "constant factor −1"):
+        assert needle in text
+    assert assert_gradient(load("cross_entropy_backward").shifted, "cross_entropy_backward",
+                           dtype="float32", examples=20).ok
+
+
+def test_markdown_of_a_failure_has_the_counterexample():
+    r = check_gradient(load("cross_entropy_backward").mean_over_batch, "cross_entropy_backward", dtype="float64")
+    md = r._repr_markdown_()
+    assert "FAILED" in md and "z = " in md and "y = " in md and "1/B" in md
+
+
+@pytest.mark.parametrize("kwargs, exc, word", [
+    ({"op": "softmaxx"}, ValueError, "op"),
+    ({"dtype": "float8"}, ValueError, "dtype"),
+    ({"examples": 0}, ValueError, "examples"),
+    ({"seed": "x"}, TypeError, "seed"),
+])
+def test_bad_check_arguments_name_the_argument(kwargs, exc, word):
+    args = {"op": "softmax", **kwargs}
+    op = args.pop("op")
+    with pytest.raises(exc, match=word):
+        check_gradient(softmax_shifted, op, **args)
+
+
+def test_non_callable_fn_is_a_type_error():
+    with pytest.raises(TypeError, match="fn must be callable"):
+        check_gradient("not a function", "softmax")
+
+
+def run_cli(*argv):
+    return subprocess.run([sys.executable, "-m", "numeric.cli", *argv], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("target, extra, code", [
+    ("cross_entropy_backward.py:shifted", ["--dtype", "float32", "--examples", "30"], 0),
+    ("cross_entropy_backward.py:mean_over_batch", ["--dtype", "float32"], 1),
+    ("missing.py:f", [], 2),
+    ("cross_entropy_backward.py", [], 2),
+    ("cross_entropy_backward.py:nope", [], 2),
+    ("cross_entropy_backward.py:shifted", ["--dtype", "float8"], 2),
+])
+def test_cli_check_exit_codes(target, extra, code):
+    proc = run_cli("check", str(EXAMPLES / target), "--op", "cross_entropy_backward", *extra)
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    if code == 1:
+        assert "Counterexample" in proc.stdout
