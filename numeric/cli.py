@@ -87,6 +87,37 @@ def _cmd_check(args) -> int:
     return 0 if result.ok else 1
 
 
+def _cmd_report(args) -> int:
+    import os
+    from pathlib import Path
+
+    from .dtypes import DTYPES
+    from .report import FAMILIES, ReportConfig, write_reports
+
+    families = []
+    for name in args.ops or list(FAMILIES):
+        family = name if name in FAMILIES else next((f for f, ops in FAMILIES.items() if name in ops), None)
+        if family is None:
+            raise UsageError(f"report OP must be one of {', '.join(list(FAMILIES) + list(OPS))}; got {name!r}")
+        if family not in families:
+            families.append(family)
+    dtypes = tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
+    bad = [d for d in dtypes if d not in DTYPES]
+    if bad or not dtypes:
+        raise UsageError(f"--dtypes must be a comma-separated list of {', '.join(DTYPES)}; got {args.dtypes!r}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be ≥ 1; got {args.jobs}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out must be a directory; {out} is a file")
+    progress = sys.stderr.isatty() and not os.environ.get("CI")
+    written = write_reports(families, ReportConfig(out=out, dtypes=dtypes, seed=args.seed, jobs=args.jobs,
+                                                   progress=progress))
+    for path in written:
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gradaudit", description="Prove and measure softmax / cross-entropy / batch-norm gradients.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -104,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=200, help="random examples (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_cmd_check)
+    p = sub.add_parser("report", help="write the Markdown derivation and stability reports (the main job)")
+    p.add_argument("ops", nargs="*", metavar="OP", help="op or family names (default: all)")
+    p.add_argument("--out", default="reports", help="output directory (default reports/)")
+    p.add_argument("--dtypes", default="float16,bfloat16,float32,float64")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=1, help="processes for the reference computations")
+    p.set_defaults(run=_cmd_report)
     return parser
 
 

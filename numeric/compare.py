@@ -35,17 +35,23 @@ class Comparison:
 
     def summary(self) -> dict:
         """All outputs pooled: median/max ULPs, max bits, max relative error, inf/nan/flush counts,
-        % non-finite, the range of finite κ, and max relative error ÷ (max(κ, 1)·u) — about 1 for a
-        stable algorithm, far above 1 for an unstable or wrong one."""
+        % non-finite, the range of finite κ, and max relative error ÷ (max(κ, 1)·u) over elements whose
+        reference is a normal number of the dtype — about 1 for a stable algorithm, far above 1 for an
+        unstable or wrong one."""
         ulps = np.concatenate([m.finite_ulps.ravel() for m in self.metrics.values()])
         rel = np.concatenate([m.rel[np.isfinite(m.rel)].ravel() for m in self.metrics.values()])
         size = sum(m.size for m in self.metrics.values())
         kap = np.concatenate([k[np.isfinite(k)].ravel() for k in self.kappa.values()])
         counts = {c: int(sum(getattr(m, c).sum() for m in self.metrics.values())) for c in ("inf", "nan", "flush")}
         u = float(finfo(self.dtype).eps) / 2
+        normal = float(finfo(self.dtype).smallest_normal)
+        judged = []
         with np.errstate(all="ignore"):
-            judged = np.concatenate([(m.rel / (np.maximum(k, 1.0) * u))[np.isfinite(m.rel)].ravel()
-                                     for m, k in zip(self.metrics.values(), self.kappa.values())])
+            for name, m in self.metrics.items():
+                ref = np.abs(np.asarray(np.frompyfunc(float, 1, 1)(self.reference[name]), dtype=np.float64))
+                ok = np.isfinite(m.rel) & (ref >= normal)     # subnormal results: only absolute accuracy
+                judged.append((m.rel / (np.maximum(self.kappa[name], 1.0) * u))[ok].ravel())
+        judged = np.concatenate(judged)
         return {
             "median_ulps": float(np.median(ulps)) if ulps.size else math.nan,
             "max_ulps": float(ulps.max()) if ulps.size else math.nan,

@@ -24,7 +24,7 @@ def derivation_markdown(op: Op, proof: ProofResult, *, heading: str = "##") -> s
     status = "proved" if proof.proved else "NOT PROVED"
     out += [f"{heading}# Proof: {status}", "",
             f"Each formulation is compared with `sympy.diff` of the forward definition, entry by entry "
-            f"(normal form + `cancel`, no whole-matrix `simplify`){' — cached' if proof.cached else ''}.", "",
+            "(normal form + `cancel`, no whole-matrix `simplify`).", "",
             "| formulation | computes | sizes proved | status |", "|---|---|---|---|"]
     for name, form in op.formulations.items():
         rows = proof.sizes[name]

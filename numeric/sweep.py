@@ -10,6 +10,7 @@ The reference and κ are computed once per (magnitude, dtype) and shared by all 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,16 +56,27 @@ def sample_inputs(op: str, magnitude: float, seed: int = 0, *, eps: float = 1e-5
     return (z, y / y.sum(axis=1, keepdims=True))
 
 
-def sweep_point(op, args, dtype) -> list[SweepPoint]:
-    """All formulations of ``op`` at one input in one dtype (inputs rounded to the dtype first)."""
+UNREPRESENTABLE = {"median_ulps": math.nan, "max_ulps": math.nan, "max_bits": math.nan, "max_rel": math.nan,
+                   "inf": 0, "nan": 0, "flush": 0, "pct_nonfinite": 100.0, "max_rel_over_kappa_u": math.nan,
+                   "kappa_min": math.nan, "kappa_max": math.nan, "input_overflow": True}
+
+
+def sweep_point(op, args, dtype) -> list:
+    """Comparisons of all formulations of ``op`` at one input in one dtype (inputs rounded to the dtype
+    first); a list of dicts {formulation, summary}.  Inputs that overflow the dtype give the
+    ``UNREPRESENTABLE`` summary (counted as 100 % non-finite)."""
     the_op = get_op(op)
     dt = resolve_dtype(dtype)
-    rounded = check_arguments(the_op, args, dt)
+    with np.errstate(over="ignore"):
+        rounded = check_arguments(the_op, args, dt)
+    if not all(np.all(np.isfinite(a.astype(np.float64))) for a in rounded):
+        return [{"formulation": f, "summary": dict(UNREPRESENTABLE)} for f in the_op.formulations]
     ref = reference(op, *rounded)
     ref = ref if isinstance(ref, tuple) else (ref,)
     kappa = condition_numbers(op, *rounded)
     kappa = kappa if isinstance(kappa, tuple) else (kappa,)
-    return [compare_rounded(op, rounded, dt, f, ref, kappa) for f in the_op.formulations]
+    return [{"formulation": f, "summary": compare_rounded(op, rounded, dt, f, ref, kappa).summary()}
+            for f in the_op.formulations]
 
 
 def sweep(op: str, *, dtypes=tuple(DTYPES), magnitudes=DEFAULT_MAGNITUDES, seed: int = 0, **sample) -> list[SweepPoint]:
@@ -73,6 +85,6 @@ def sweep(op: str, *, dtypes=tuple(DTYPES), magnitudes=DEFAULT_MAGNITUDES, seed:
     for magnitude in magnitudes:
         args = sample_inputs(op, magnitude, seed, **sample)
         for dtype in dtypes:
-            for c in sweep_point(op, args, dtype):
-                points.append(SweepPoint(op, c.formulation, c.dtype, magnitude, c.summary()))
+            for row in sweep_point(op, args, dtype):
+                points.append(SweepPoint(op, row["formulation"], resolve_dtype(dtype).name, magnitude, row["summary"]))
     return points

@@ -129,6 +129,18 @@ def _eps_no_longer_dominates(dtype, eps):
     return predicate
 
 
+def _staged_overflows(dtype, eps):
+    """Zero-variance column (x constant), dy = ±1: the staged chain's (σ² + ε)^(−3/2) = rstd³ overflows
+    once var + ε < max^(−2/3).  Predicate on the variance v of x = ±√v."""
+    def predicate(v):
+        root = math.sqrt(v)
+        x = np.array([[-root], [root], [-root], [root]])
+        out = evaluate("batchnorm_backward", x, np.ones(1), np.array([[1.0], [-1.0], [0.5], [0.25]]), eps,
+                       dtype=dtype, formulation="staged")
+        return not _nonfinite(out)
+    return predicate
+
+
 def find_thresholds(dtypes=tuple(DTYPES), eps_values=(1e-5, 1e-3)) -> list[Threshold]:
     """Every threshold of the report, for each dtype in ``dtypes``."""
     with np.errstate(all="ignore"):
@@ -164,5 +176,12 @@ def _thresholds_for(name, eps_values) -> list[Threshold]:
                                                max(e / 100, float(info.smallest_subnormal)), e * 100, dt),
                                  e, "v = ε (measured through x = ±√v, so a few ulps of rounding)", "variance",
                                  slack_ulps=8))
+            onset = big ** (-2.0 / 3.0) - e
+            if onset > float(info.smallest_normal):
+                out.append(Threshold(f"ε = {eps:g}: staged backward, variance below which rstd³ overflows", dt.name,
+                                     first_failure(_staged_overflows(dt, eps), max(onset / 1e4, float(info.smallest_subnormal)),
+                                                   onset * 1e4, dt),
+                                     onset, "max^(−2/3) − ε: (σ² + ε)^(−3/2) exceeds the largest float", "variance",
+                                     slack_ulps=16))
     return out
 

@@ -1,0 +1,64 @@
+"""Report figures (matplotlib, Agg, PNG with fixed metadata so the same data gives the same bytes)."""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .atomic import write_bytes  # noqa: E402
+from .thresholds import precision_bits  # noqa: E402
+
+__all__ = ["error_curves", "FIGURE_DPI"]
+
+FIGURE_DPI = 110
+_STYLE = {"naive": ("tab:red", "o"), "shifted": ("tab:blue", "s"), "logsumexp": ("tab:green", "^"),
+          "two_pass": ("tab:blue", "s"), "one_pass": ("tab:red", "o"), "compact": ("tab:blue", "s"),
+          "staged": ("tab:purple", "D")}
+
+
+def _bits(summary: dict) -> float:
+    return summary["max_bits"]
+
+
+def error_curves(series: dict, dtypes, *, xlabel: str, title: str, path: Path, vlines=None) -> None:
+    """One panel per dtype; one line per series label: y = bits of error, log2(1 + max ULPs).
+
+    ``series`` maps a label to ``{dtype: [(x, summary), …]}``.  Points where some output was inf/nan
+    are drawn as an × on the dtype's precision line (every bit lost).  ``vlines`` maps a dtype to
+    [(x, label)] reference lines (thresholds).
+    """
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(3.4 * len(dtypes), 3.2), sharey=False, squeeze=False)
+    for ax, dtype in zip(axes[0], dtypes):
+        p = precision_bits(dtype)
+        for label, by_dtype in series.items():
+            pts = by_dtype.get(dtype, [])
+            color, marker = _STYLE.get(label.split(" ")[0], ("tab:gray", "."))
+            if " eps=1e-03" in label:
+                color = "tab:orange"
+            xs = [x for x, s in pts if s["pct_nonfinite"] == 0 and not math.isnan(_bits(s))]
+            ys = [_bits(s) for x, s in pts if s["pct_nonfinite"] == 0 and not math.isnan(_bits(s))]
+            ax.plot(xs, ys, marker=marker, color=color, label=label, linewidth=1.2, markersize=3.5)
+            bad = [x for x, s in pts if s["pct_nonfinite"] > 0]
+            ax.plot(bad, [p] * len(bad), linestyle="none", marker="x", color=color, markersize=6)
+        for x, text in (vlines or {}).get(dtype, []):
+            ax.axvline(x, color="0.5", linestyle=":", linewidth=1)
+            ax.annotate(text, (x, p * 0.92), fontsize=7, color="0.35", rotation=90, ha="right", va="top")
+        ax.axhline(p, color="0.7", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_ylim(-0.3, p + 1.5)
+        ax.set_title(dtype, fontsize=10)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("bits of error  log2(1 + max ULPs)", fontsize=8)
+    axes[0][-1].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
+    plt.close(fig)
+    write_bytes(path, buffer.getvalue())
