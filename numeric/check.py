@@ -2,14 +2,15 @@
 
 Every output element is judged with a condition-aware tolerance
 
-    |got − ref| ≤ c · (u · Σ_j |∂f/∂x_j| |x_j|  +  R)  +  4 · ulp(ref),      c = 4 + n
+    |got − ref| ≤ c · (u · Σ_j |∂f/∂x_j| |x_j|  +  R  +  ulp(ref)),      c = 4 + n
 
 where u is the dtype's unit roundoff, the sum is the element's first-order sensitivity to its inputs
 (κ·|ref|, from the symbolically derived JVP), R the radius of the op's stable formulation run in ball
 arithmetic with every step rounding by u and every input widened by u|x| (``numeric.condition.
 rounding_bounds``: what a correct algorithm in this dtype can cost, including non-linear effects such as
 x − μ of a constant column far from 0 turning into noise that the variance then squares) and n the
-length of the reduced axis (K or N), for summation order.  A backward-stable
+length of the reduced axis (K or N), for summation order and for subnormal results (each of about n
+operations may be off by one spacing there).  A backward-stable
 implementation stays inside it in any dtype; an overflow, a catastrophic cancellation or a wrong
 formula lands far outside.  Inputs come from ``numeric.strategies`` (Hypothesis, so a failure is shrunk
 to a small counterexample) plus a fixed set of edge cases.
@@ -210,7 +211,7 @@ class _Judge:
             r = np.asarray(r, dtype=np.float64)
             ulp = np.vectorize(lambda v: ulp_at(v, dt), otypes=[np.float64])(ref) if ref.ndim else \
                 np.float64(ulp_at(ref[()], dt))
-            tol = c * scale + 4 * ulp
+            tol = c * (scale + ulp)           # c ulps: each of ~n operations may round a subnormal by one
             with np.errstate(all="ignore"):
                 err = np.abs(g - r)
                 excess = np.where(np.isfinite(g), err / tol, np.inf)

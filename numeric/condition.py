@@ -39,7 +39,8 @@ def _rounding_kernel(op_name: str) -> Kernel:
 def rounding_bounds(op: str, *args, dtype):
     """Per output element, how far a stable implementation in ``dtype`` may land from the truth: the
     radius of the op's stable formulation evaluated in ball arithmetic with every step rounding by
-    u = roundoff of ``dtype`` and every array input widened by u|x| (``derive.rounding_model``).
+    u = roundoff of ``dtype`` (and by the smallest subnormal where results underflow) and every array
+    input widened by u|x| (``derive.rounding_model``).
     float64 arrays (inf where the bound blows up, e.g. a variance interval reaching 0 with ε = 0);
     a tuple for several outputs."""
     import flint
@@ -54,7 +55,8 @@ def rounding_bounds(op: str, *args, dtype):
                 balls.append(np.asarray(np.frompyfunc(lambda v: flint.arb(v, abs(v) * u), 1, 1)(a), dtype=object))
             else:
                 balls.append(flint.arb(float(a)))
-        out = _rounding_kernel(op)(*balls, flint.arb(0, u))
+        eta = float(finfo(dtype).smallest_subnormal)
+        out = _rounding_kernel(op)(*balls, flint.arb(0, u), flint.arb(0, eta))
         out = out if isinstance(out, tuple) else (out,)
         radius = np.frompyfunc(lambda b: float(b.rad()) if b.is_finite() else np.inf, 1, 1)
         bounds = tuple(np.asarray(radius(np.asarray(o, dtype=object)), dtype=np.float64) for o in out)
