@@ -112,9 +112,10 @@ class Kernel:
                 self.functions[step.name] = f
 
     def _full_shape(self, labels, lengths):
-        shape = [1] * len(self.form.axis_order)
+        shape = [1] * len(self.position)
+        position = self.position
         for a, n in zip(labels, lengths):
-            shape[self.position[a]] = n
+            shape[position[a]] = n
         return tuple(shape)
 
     def _full(self, array, labels):

@@ -143,12 +143,10 @@ def reference(op: str, *args, engine: str | None = None):
     return outs[0] if len(outs) == 1 else tuple(outs)
 
 
-def _classify_balls(out: np.ndarray):
-    """(certified, holds-zero, radius) per element: radius ≤ 2^-83 |mid|; a ball containing 0."""
-    out = np.asarray(out, dtype=object)
-    certified = np.asarray(_map(lambda b: b.rad() * _TWO_83 <= abs(b.mid()), out), dtype=bool)
-    holds_zero = np.asarray(_map(lambda b: abs(b.mid()) <= b.rad(), out), dtype=bool)
-    return certified, holds_zero, _map(lambda b: b.rad(), out)
+def _ball_state(b) -> int:
+    """1: certified (radius ≤ 2^-83 |mid|); 2: not certified but the ball holds 0; 0: neither."""
+    mid, rad = abs(b.mid()), b.rad()
+    return 1 if rad * _TWO_83 <= mid else (2 if mid <= rad else 0)
 
 
 def _by_balls(op, inputs) -> list:
@@ -156,25 +154,24 @@ def _by_balls(op, inputs) -> list:
     radius collapsed by 2^-(bits/2) when precision doubled: an exact zero (as in :func:`_agreement`)."""
     bits, previous = START_BITS, None
     while bits <= MAX_BITS:
-        out = _run("arb", op, inputs, bits)
-        classes = [_classify_balls(o) for o in out]
-        zeros = []
-        for k, (cert, holds, rad) in enumerate(classes):
-            if previous is None:
-                zeros.append(np.zeros(cert.shape, bool))
-                continue
-            _, held, old_rad = previous[k]
+        out = [np.asarray(o, dtype=object) for o in _run("arb", op, inputs, bits)]
+        states = [np.asarray(_map(_ball_state, o), dtype=np.int8) for o in out]
+        zeros = [np.zeros(st.shape, bool) for st in states]
+        if previous is not None:
             shrink = flint.arb(2) ** (-(bits // 4))
-            collapsed = np.asarray(np.frompyfunc(lambda r, q: r <= q * shrink, 2, 1)(rad, old_rad), dtype=bool)
-            zeros.append(holds & held & collapsed & ~cert)
-        if all((cert | zero).all() for (cert, _, _), zero in zip(classes, zeros)):
+            collapse = np.frompyfunc(lambda new, old: new.rad() <= old.rad() * shrink, 2, 1)
+            for k, (st, (old_states, old_out)) in enumerate(zip(states, previous)):
+                candidates = (st == 2) & (old_states == 2)
+                if candidates.any():
+                    zeros[k] = candidates & np.asarray(collapse(out[k], old_out), dtype=bool)
+        if all(((st == 1) | zero).all() for st, zero in zip(states, zeros)):
             results = []
             for o, zero in zip(out, zeros):
-                value = np.array(_to_mpf("arb", np.asarray(o, dtype=object)), dtype=object)
+                value = np.array(_to_mpf("arb", o), dtype=object)
                 value[zero] = mpmath.mpf(0)
                 results.append(value)
             return results
-        previous, bits = classes, 2 * bits
+        previous, bits = list(zip(states, out)), 2 * bits
     raise ReferenceNotCertified(f"{op}: radii at {MAX_BITS} bits still exceed 2^-{CERTIFIED_BITS} relative")
 
 
