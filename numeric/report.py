@@ -184,7 +184,7 @@ def _derivations(family: str) -> list[str]:
 
 # ---------------------------------------------------------------- the three reports
 
-def _logit_report(family: str, config: ReportConfig, thresholds: list[Threshold]) -> tuple[str, list[tuple]]:
+def _logit_report(family: str, config: ReportConfig, thresholds: list[Threshold]) -> str:
     dtypes = config.dtypes
     tasks = [(op, m, d, config.seed, ()) for op in FAMILIES[family] for m in LOGIT_MAGNITUDES for d in dtypes]
     results = _run_tasks(tasks, config)
@@ -197,7 +197,6 @@ def _logit_report(family: str, config: ReportConfig, thresholds: list[Threshold]
              "(≥ 83 correct bits), on the inputs rounded to that dtype.", ""]
     lines += _derivations(family)
     lines += ["## Floating-point error", ""]
-    kind = "overflow"
     vlines = {t.dtype: [(t.analytic, "ln(max)")] for t in thresholds if t.name.startswith("naive softmax")}
     for op in FAMILIES[family]:
         op_tasks = [t for t in tasks if t[0] == op]
@@ -209,7 +208,7 @@ def _logit_report(family: str, config: ReportConfig, thresholds: list[Threshold]
         lines += _figure(fig, f"{op}: bits of error (log2(1 + max ULPs)) against logit magnitude, one panel per "
                               "dtype. × marks magnitudes where the formulation returned inf/nan (drawn on the "
                               "all-bits-lost line); dotted lines are ln(max) of the dtype. What to see: the naive "
-                              f"formulation stops at its {kind} threshold while the shifted / log-sum-exp ones stay "
+                              "formulation stops at its overflow threshold while the shifted / log-sum-exp ones stay "
                               "finite. Read the rise of the curves with M against the table's last column: error ÷ κu "
                               "near 1 is the conditioning of exp (κ grows like M) that costs every algorithm; far "
                               "above 1 the formulation itself loses accuracy.")
@@ -218,10 +217,10 @@ def _logit_report(family: str, config: ReportConfig, thresholds: list[Threshold]
               "Found by bisection on each dtype's own grid (adjacent floats: the last input that works and the "
               "first that does not), beside the analytic value.", "",
               *_threshold_table([t for t in thresholds if t.name.startswith(prefix)]), ""]
-    return "\n".join(lines), tasks
+    return "\n".join(lines)
 
 
-def _batchnorm_report(config: ReportConfig, thresholds: list[Threshold]) -> tuple[str, list[tuple]]:
+def _batchnorm_report(config: ReportConfig, thresholds: list[Threshold]) -> str:
     dtypes = config.dtypes
     ratio_tasks = [(op, m, d, config.seed, ()) for op in FAMILIES["batchnorm"] for m in MEAN_OVER_STD for d in dtypes]
     eps_tasks = [(op, 1.0, d, config.seed, (("eps", eps), ("variance", v)))
@@ -252,7 +251,7 @@ def _batchnorm_report(config: ReportConfig, thresholds: list[Threshold]) -> tupl
               "— they lose only what conditioning costs any algorithm — while the one-pass variance is off by "
               "orders of magnitude.", ""]
     lines += _eps_section(results, eps_tasks, thresholds, config)
-    return "\n".join(lines), ratio_tasks + eps_tasks
+    return "\n".join(lines)
 
 
 def _eps_section(results, eps_tasks, thresholds, config) -> list[str]:
@@ -352,10 +351,8 @@ def write_reports(families, config: ReportConfig) -> list[Path]:
     thresholds = find_thresholds(config.dtypes)
     written = []
     for family in families:
-        if family == "batchnorm":
-            text, _ = _batchnorm_report(config, thresholds)
-        else:
-            text, _ = _logit_report(family, config, thresholds)
+        text = (_batchnorm_report(config, thresholds) if family == "batchnorm"
+                else _logit_report(family, config, thresholds))
         path = config.out / f"{family}.md"
         write_text(path, text)
         written.append(path)

@@ -148,40 +148,40 @@ def find_thresholds(dtypes=tuple(DTYPES), eps_values=(1e-5, 1e-3)) -> list[Thres
 
 
 def _thresholds_for(name, eps_values) -> list[Threshold]:
+    """The thresholds of one dtype (see :func:`find_thresholds`)."""
     out = []
-    if True:
-        dt = resolve_dtype(name)
-        info = finfo(dt)
-        big = float(info.max)
-        p = precision_bits(dt)
-        ln_max = math.log(big)
-        out.append(Threshold("naive softmax: first logit gap z₀ − z₁ with inf/nan output", dt.name,
-                             first_failure(_softmax_overflow(dt), 1.0, min(big, 1e6), dt), ln_max,
-                             "ln(max)", "logit"))
-        out.append(Threshold("naive cross-entropy: first logit gap with inf/nan loss", dt.name,
-                             first_failure(_ce_overflow(dt), 1.0, min(big, 1e6), dt), ln_max, "ln(max)", "logit"))
-        out.append(Threshold("one-pass variance (x = m ± 1, ε = 0): first mean/std ratio with inf/nan", dt.name,
-                             first_failure(_one_pass_breaks(dt), 1.0, min(math.sqrt(big) / 2, 1e12), dt),
-                             2.0 ** ((p - 1) / 2), "onset 2^((p−1)/2), where ulp(m²) = 1 and the roundings of "
-                             "(m ± 1)² can cancel the true variance 1; certain by 2^((p+1)/2)", "mean/std",
-                             factor=2.0))
-        for eps in eps_values:
-            e = float(np.array(eps, dtype=dt))
-            ignored_from = 2.0 ** (math.floor(math.log2(e)) + p + 1)
-            out.append(Threshold(f"ε = {eps:g}: variance above which var + ε == var", dt.name,
-                                 first_failure(_eps_ignored(dt, eps), e, min(big, 1e30), dt), ignored_from,
-                                 "2^(⌊log2 ε⌋ + p + 1): ε below half an ulp of var", "variance"))
-            out.append(Threshold(f"ε = {eps:g}: variance below which ε dominates (|x̂| < 1/√2)", dt.name,
-                                 first_failure(_eps_no_longer_dominates(dt, eps),
-                                               max(e / 100, float(info.smallest_subnormal)), e * 100, dt),
-                                 e, "v = ε (measured through x = ±√v, so a few ulps of rounding)", "variance",
-                                 slack_ulps=8))
-            onset = big ** (-2.0 / 3.0) - e
-            if onset > float(info.smallest_normal):
-                out.append(Threshold(f"ε = {eps:g}: staged backward, variance below which rstd³ overflows", dt.name,
-                                     first_failure(_staged_overflows(dt, eps), max(onset / 1e4, float(info.smallest_subnormal)),
-                                                   onset * 1e4, dt),
-                                     onset, "max^(−2/3) − ε: (σ² + ε)^(−3/2) exceeds the largest float", "variance",
-                                     slack_ulps=16))
+    dt = resolve_dtype(name)
+    info = finfo(dt)
+    big = float(info.max)
+    p = precision_bits(dt)
+    ln_max = math.log(big)
+    out.append(Threshold("naive softmax: first logit gap z₀ − z₁ with inf/nan output", dt.name,
+                         first_failure(_softmax_overflow(dt), 1.0, min(big, 1e6), dt), ln_max,
+                         "ln(max)", "logit"))
+    out.append(Threshold("naive cross-entropy: first logit gap with inf/nan loss", dt.name,
+                         first_failure(_ce_overflow(dt), 1.0, min(big, 1e6), dt), ln_max, "ln(max)", "logit"))
+    out.append(Threshold("one-pass variance (x = m ± 1, ε = 0): first mean/std ratio with inf/nan", dt.name,
+                         first_failure(_one_pass_breaks(dt), 1.0, min(math.sqrt(big) / 2, 1e12), dt),
+                         2.0 ** ((p - 1) / 2), "onset 2^((p−1)/2), where ulp(m²) = 1 and the roundings of "
+                         "(m ± 1)² can cancel the true variance 1; certain by 2^((p+1)/2)", "mean/std",
+                         factor=2.0))
+    for eps in eps_values:
+        e = float(np.array(eps, dtype=dt))
+        ignored_from = 2.0 ** (math.floor(math.log2(e)) + p + 1)
+        out.append(Threshold(f"ε = {eps:g}: variance above which var + ε == var", dt.name,
+                             first_failure(_eps_ignored(dt, eps), e, min(big, 1e30), dt), ignored_from,
+                             "2^(⌊log2 ε⌋ + p + 1): ε below half an ulp of var", "variance"))
+        out.append(Threshold(f"ε = {eps:g}: variance below which ε dominates (|x̂| < 1/√2)", dt.name,
+                             first_failure(_eps_no_longer_dominates(dt, eps),
+                                           max(e / 100, float(info.smallest_subnormal)), e * 100, dt),
+                             e, "v = ε (measured through x = ±√v, so a few ulps of rounding)", "variance",
+                             slack_ulps=8))
+        onset = big ** (-2.0 / 3.0) - e
+        if onset > float(info.smallest_normal):
+            out.append(Threshold(f"ε = {eps:g}: staged backward, variance below which rstd³ overflows", dt.name,
+                                 first_failure(_staged_overflows(dt, eps), max(onset / 1e4, float(info.smallest_subnormal)),
+                                               onset * 1e4, dt),
+                                 onset, "max^(−2/3) − ε: (σ² + ε)^(−3/2) exceeds the largest float", "variance",
+                                 slack_ulps=16))
     return out
 

@@ -52,3 +52,25 @@ def test_condition_number_of_batchnorm_grows_like_mean_over_std():
     k1 = condition_numbers("batchnorm", 1 + u * 1e-2, np.ones(1), np.zeros(1), 0.0).max()
     k2 = condition_numbers("batchnorm", 1e3 + u * 1e-2, np.ones(1), np.zeros(1), 0.0).max()
     assert 300 < k2 / k1 < 3000
+
+
+def test_sweep_covers_every_formulation_and_dtype_and_finds_the_overflow():
+    from numeric.sweep import sweep
+    points = sweep("softmax", dtypes=("float16", "float32"), magnitudes=(1.0, 100.0))
+    assert {(p.formulation, p.dtype, p.magnitude) for p in points} == {
+        (f, d, m) for f in ("naive", "shifted", "logsumexp") for d in ("float16", "float32") for m in (1.0, 100.0)}
+    by = {(p.formulation, p.dtype, p.magnitude): p.summary for p in points}
+    assert by[("naive", "float32", 1.0)]["pct_nonfinite"] == 0
+    assert by[("naive", "float32", 100.0)]["pct_nonfinite"] > 0       # some |z| > 88.72
+    assert all(by[("shifted", d, m)]["pct_nonfinite"] == 0 for d in ("float16", "float32") for m in (1.0, 100.0))
+
+
+def test_reference_float64_is_the_reference_rounded():
+    import mpmath
+    from numeric.reference import reference, reference_float64
+    z = np.array([[0.1, 0.2, 0.7]])
+    exact = reference("softmax", z)
+    assert np.array_equal(reference_float64("softmax", z), np.array([[float(v) for v in exact[0]]]))
+    with mpmath.workdps(40):
+        e = [mpmath.exp(mpmath.mpf(v)) for v in z[0]]
+        assert float(e[2] / sum(e)) == reference_float64("softmax", z)[0, 2]
