@@ -1,6 +1,8 @@
 """Markdown (GitHub-flavoured, LaTeX in ``$$ … $$``) for an op's derivation, proofs and generated code."""
 from __future__ import annotations
 
+import sympy as sp
+
 from derive import Op, ProofResult, source_code
 
 __all__ = ["derivation_markdown", "sizes_text"]
@@ -35,13 +37,15 @@ def derivation_markdown(op: Op, proof: ProofResult, *, heading: str = "##") -> s
     if proof.generic:
         settings = list(dict.fromkeys(g["setting"] for g in proof.generic))
         out += ["Generic size (the size is a symbol, not a number), for " + "; ".join(settings) + ":", ""]
-        for g in proof.generic:
-            out += [f"- {'proved' if g['proved'] else 'FAILED'}: $ {g['statement']} $"]
+        for g, claim in zip(proof.generic, op.generic):
+            derived = sp.latex(claim.lhs)
+            shown = f" — `sympy.diff` gives ${derived}$" if len(derived) < 300 else ""
+            out += [f"- {'proved' if g['proved'] else 'FAILED'}: ${g['statement'].strip()}${shown}"]
         out.append("")
     if proof.invariants:
         out += [f"{heading}# Invariants", ""]
         for inv in proof.invariants:
-            out.append(f"- {'proved' if inv['proved'] else 'FAILED'}: $ {inv['latex']} $ ({inv['name']}; "
+            out.append(f"- {'proved' if inv['proved'] else 'FAILED'}: ${inv['latex'].strip()}$ ({inv['name']}; "
                        f"{sizes_text(inv['sizes'])})")
         out.append("")
     out += [f"{heading}# Generated numpy code", "",
