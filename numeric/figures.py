@@ -1,6 +1,7 @@
 """Report figures (matplotlib, Agg, PNG with fixed metadata so the same data gives the same bytes)."""
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 from pathlib import Path
@@ -9,6 +10,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import LogLocator, NullLocator  # noqa: E402
+
+from derive.proof import cache_dir  # noqa: E402
 
 from .atomic import write_bytes  # noqa: E402
 from .thresholds import precision_bits  # noqa: E402
@@ -30,8 +34,20 @@ def error_curves(series: dict, dtypes, *, xlabel: str, title: str, path: Path, v
 
     ``series`` maps a label to ``{dtype: [(x, summary), …]}``.  Points where some output was inf/nan
     are drawn as an × on the dtype's precision line (every bit lost).  ``vlines`` maps a dtype to
-    [(x, label)] reference lines (thresholds).
+    [(x, label)] reference lines (thresholds).  The PNG is cached by its inputs, this module's source
+    and matplotlib's version, so an unchanged figure is not drawn again.
     """
+    key = hashlib.sha256(repr((series, tuple(dtypes), xlabel, title, vlines, FIGURE_DPI, matplotlib.__version__,
+                               Path(__file__).read_bytes())).encode()).hexdigest()[:32]
+    cached = cache_dir() / "figures" / f"{key}.png"
+    if cached.exists():
+        write_bytes(path, cached.read_bytes())
+        return
+    write_bytes(path, _draw(series, dtypes, xlabel=xlabel, title=title, vlines=vlines))
+    write_bytes(cached, path.read_bytes())
+
+
+def _draw(series, dtypes, *, xlabel, title, vlines) -> bytes:
     fig, axes = plt.subplots(1, len(dtypes), figsize=(3.4 * len(dtypes), 3.2), sharey=False, squeeze=False)
     for ax, dtype in zip(axes[0], dtypes):
         p = precision_bits(dtype)
@@ -50,6 +66,8 @@ def error_curves(series: dict, dtypes, *, xlabel: str, title: str, path: Path, v
             ax.annotate(text, (x, p * 0.92), fontsize=7, color="0.35", rotation=90, ha="right", va="top")
         ax.axhline(p, color="0.7", linewidth=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())        # unlabeled minor ticks cost most of the drawing time
+        ax.xaxis.set_major_locator(LogLocator(numticks=6))
         ax.set_ylim(-0.3, p + 1.5)
         ax.set_title(dtype, fontsize=10)
         ax.set_xlabel(xlabel, fontsize=8)
@@ -57,8 +75,8 @@ def error_curves(series: dict, dtypes, *, xlabel: str, title: str, path: Path, v
     axes[0][0].set_ylabel("bits of error  log2(1 + max ULPs)", fontsize=8)
     axes[0][-1].legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.16, top=0.82, wspace=0.22)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
     plt.close(fig)
-    write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()

@@ -349,6 +349,20 @@ def _index(config: ReportConfig, families, thresholds) -> str:
     return "\n".join(lines)
 
 
+def _prove_one(op_name: str) -> None:
+    prove_op(get_op(op_name))
+
+
+def _prove_all(op_names, jobs: int) -> None:
+    """Fill the proof cache, ``jobs`` processes at a time (the reports then read it)."""
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(_prove_one, op_names))
+    else:
+        for name in op_names:
+            _prove_one(name)
+
+
 def write_reports(families, config: ReportConfig) -> list[Path]:
     """Write the reports of ``families`` (names of :data:`FAMILIES`) and ``index.md`` under ``config.out``."""
     for family in families:
@@ -356,6 +370,7 @@ def write_reports(families, config: ReportConfig) -> list[Path]:
             raise ValueError(f"report must be one of {', '.join(FAMILIES)}; got {family!r}")
     for d in config.dtypes:
         resolve_dtype(d, argument="dtypes")
+    _prove_all([op for family in families for op in FAMILIES[family]], config.jobs)
     thresholds = find_thresholds(config.dtypes)
     written = []
     for family in families:
