@@ -51,14 +51,15 @@ def _draw(series, dtypes, *, xlabel, title, vlines) -> bytes:
     fig, axes = plt.subplots(1, len(dtypes), figsize=(3.4 * len(dtypes), 3.2), sharey=False, squeeze=False)
     for ax, dtype in zip(axes[0], dtypes):
         p = precision_bits(dtype)
+        top = p
         for label, by_dtype in series.items():
             pts = by_dtype.get(dtype, [])
             color, marker = _STYLE.get(label.split(" ")[0], ("tab:gray", "."))
-            if " eps=1e-03" in label:
-                color = "tab:orange"
+            style = "--" if " eps=1e-03" in label else "-"
             xs = [x for x, s in pts if s["pct_nonfinite"] == 0 and not math.isnan(_bits(s))]
             ys = [_bits(s) for x, s in pts if s["pct_nonfinite"] == 0 and not math.isnan(_bits(s))]
-            ax.plot(xs, ys, marker=marker, color=color, label=label, linewidth=1.2, markersize=3.5)
+            top = max([top, *ys])
+            ax.plot(xs, ys, marker=marker, color=color, linestyle=style, label=label, linewidth=1.2, markersize=3.5)
             bad = [x for x, s in pts if s["pct_nonfinite"] > 0]
             ax.plot(bad, [p] * len(bad), linestyle="none", marker="x", color=color, markersize=6)
         for x, text in (vlines or {}).get(dtype, []):
@@ -68,7 +69,7 @@ def _draw(series, dtypes, *, xlabel, title, vlines) -> bytes:
         ax.set_xscale("log")
         ax.xaxis.set_minor_locator(NullLocator())        # unlabeled minor ticks cost most of the drawing time
         ax.xaxis.set_major_locator(LogLocator(numticks=6))
-        ax.set_ylim(-0.3, p + 1.5)
+        ax.set_ylim(-0.3, top + 1.5)
         ax.set_title(dtype, fontsize=10)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.tick_params(labelsize=7)

@@ -277,10 +277,12 @@ def _eps_section(results, eps_tasks, thresholds, config) -> list[str]:
         vl = {d: [(float(np.asarray(e, dtype=resolve_dtype(d))), f"ε={e:g}") for e in EPS_STUDY] for d in dtypes}
         error_curves(series, dtypes, xlabel="variance of the feature", title=f"{op}: error vs variance, ε = 1e-5 / 1e-3",
                      path=config.out / "figures" / fig, vlines=vl)
-        lines += _figure(fig, f"{op}: bits of error against the feature variance (mean 1) for ε = 1e-5 (blue/red/purple) "
-                              "and ε = 1e-3 (orange), one panel per dtype; dotted lines mark the two ε values. What to "
-                              "see: below the variance where ε dominates, the output no longer depends on the data's "
-                              "scale, and where an implementation would fail the error shows here first.")
+        lines += _figure(fig, f"{op}: bits of error against the feature variance (mean 1) for ε = 1e-5 (solid) and "
+                              "ε = 1e-3 (dashed), one colour per formulation and one panel per dtype; dotted lines "
+                              "mark the two ε values, × marks inf/nan, the grey line the dtype's precision. What to see: "
+                              "the one-pass variance loses bits as the variance shrinks against the mean, and in "
+                              "float16 the staged chain turns to inf/nan below the variance where rstd³ overflows — "
+                              "both only with ε = 1e-5.")
     lines += _float16_verdict(results, eps_tasks, thresholds)
     return lines
 
