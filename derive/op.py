@@ -68,12 +68,18 @@ class Op:
     generic: tuple[GenericClaim, ...] = ()
     invariants: tuple[Invariant, ...] = ()
     scalars: dict = field(default_factory=dict)    # scalar inputs and their defaults, e.g. {"eps": 1e-5}
-    stable: str = ""                # formulation safe in float64 over the whole domain ("" = reference)
+    stable: str = ""                # formulation safe in float64 over the whole domain ("" = reference);
+                                    # its rounding model sets what a correct implementation may err by
+    accurate: str = ""              # formulation whose float64 derivatives (κ) are accurate ("" = stable)
     independent_axis: str = "b"     # slices along this axis never interact (rows of z, columns of x)
 
     @property
     def stable_formulation(self) -> Formulation:
         return self.formulations[self.stable] if self.stable else self.reference
+
+    @property
+    def accurate_formulation(self) -> Formulation:
+        return self.formulations[self.accurate] if self.accurate else self.stable_formulation
 
     @property
     def reference(self) -> Formulation:

@@ -59,6 +59,7 @@ class Comparison:
             "max_rel": float(rel.max()) if rel.size else math.nan,
             **counts,
             "pct_nonfinite": 100.0 * (counts["inf"] + counts["nan"]) / max(size, 1),
+            "pct_flush": 100.0 * counts["flush"] / max(size, 1),
             "max_rel_over_kappa_u": float(judged.max()) if judged.size else math.nan,
             "kappa_min": float(kap.min()) if kap.size else math.nan,
             "kappa_max": float(kap.max()) if kap.size else math.nan,

@@ -3,7 +3,7 @@
 κ_i = Σ_j |∂f_i/∂x_j| |x_j| / |f_i|: the relative change of output i per relative change of the
 inputs.  A backward-stable algorithm's relative error is about κ·u; an error far beyond κ·u means a
 wrong or unstable computation.  Jacobian columns come from ``derive.jvp`` (exact derivatives, float64
-arithmetic on the op's stable formulation); directions along the op's independent axis (rows of z,
+arithmetic on the op's most accurate formulation); directions along the op's independent axis (rows of z,
 columns of x) are batched into one JVP, since those slices never interact.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ __all__ = ["condition_numbers", "sensitivities", "rounding_bounds"]
 def _jvp_kernel(op_name: str) -> Kernel:
     op = get_op(op_name)
     wrt = tuple(i.name for i in op.inputs if i.axes)
-    return Kernel(jvp_formulation(op.stable_formulation, wrt), "numpy")
+    return Kernel(jvp_formulation(op.accurate_formulation, wrt), "numpy")
 
 
 @lru_cache(maxsize=None)
@@ -99,7 +99,7 @@ def _values_and_sensitivities(op, args):
     the_op = get_op(op)
     arrays = check_arguments(the_op, args, np.dtype(np.float64))
     with np.errstate(all="ignore"):
-        values = kernel(op, the_op.stable or None)(*arrays)
+        values = kernel(op, the_op.accurate or the_op.stable or None)(*arrays)
         values = values if isinstance(values, tuple) else (values,)
         jvp = _jvp_kernel(op)
         wrt = [(k, inp) for k, inp in enumerate(the_op.inputs) if inp.axes]

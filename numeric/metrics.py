@@ -82,13 +82,13 @@ def error_metrics(got, ref, dtype) -> ErrorMetrics:
     ulps = np.full(got.shape, np.nan)
     rel = np.full(got.shape, np.nan)
     flush = np.zeros(got.shape, bool)
-    smallest = float(finfo(dt).smallest_subnormal)
     with mpmath.workprec(256):
+        half_smallest = mpmath.mpf(float(finfo(dt).smallest_subnormal)) / 2   # (in floats it would be 0)
         for idx in np.ndindex(got.shape):
             g, r = g64[idx], ref[idx]
             if not math.isfinite(g):
                 continue
-            if g == 0 and abs(r) > smallest / 2:
+            if g == 0 and abs(r) > half_smallest:
                 flush[idx] = True
                 continue
             diff = abs(mpmath.mpf(g) - r)

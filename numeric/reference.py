@@ -4,9 +4,10 @@ The op's reference formulation (the forward definition, or the closed form prove
 derivative of it) is lambdified by ``derive`` for a multiple-precision engine and evaluated on the
 *exact* values of the given float inputs.  Working precision climbs the ladder 128, 192, 320, 576…
 bits (each step adds twice the previous gain) until two successive precisions agree to
-``CERTIFIED_BITS`` = 53 + 30 bits relative, element by element (Herbie-style).  An element whose value
-collapses when precision rises (by 2^-(p/2) or more) is an exact zero of the mathematics (e.g. x − μ
-of a constant column, or dz for a constant dy) and is returned as 0.
+``CERTIFIED_BITS`` = 53 + 30 bits relative, element by element (Herbie-style).  An element
+known to lie within ±2^-1080 of 0 — below half of float64's smallest subnormal 2^-1074, so it rounds to
+0 in every supported dtype — is returned as 0 (x − μ of a constant column, dz for a constant dy; these
+need about 1100 bits of working precision to settle).
 
 Engines:
 
@@ -45,6 +46,7 @@ import gmpy2
 ENGINES = ("arb", "gmpy2", "mpmath")
 DEFAULT_ENGINE = "arb"
 _TWO_83 = 2 ** CERTIFIED_BITS
+ZERO_BITS = 1080               # |v| ≤ 2^-1080 rounds to 0 in float64 and in every narrower dtype
 
 
 _make_mpf = mpmath.mp.make_mpf
@@ -107,18 +109,17 @@ def _power_of_two(engine: str, k: int):
 
 
 def _agreement(engine, lo: np.ndarray, hi: np.ndarray, lo_bits: int, hi_bits: int):
-    """(certified mask, exact-zero mask) for one output evaluated at ``lo_bits`` and ``hi_bits``.
+    """(settled mask, zero mask) for one output evaluated at ``lo_bits`` and ``hi_bits``.
 
-    Certified: |lo − hi| ≤ 2^-83 |hi|.  Exact zero: the value collapsed by at least 2^-(lo_bits/2) when
-    precision rose — a nonzero value would have stayed put — so it is 0, or below 2^-(3·lo_bits/2) of
-    the scale of the terms that cancelled.
+    Settled: |lo − hi| ≤ 2^-83 |hi|, or both |lo| and |hi| ≤ 2^-1080 (a zero for every dtype).
     """
     lo = np.asarray(lo, dtype=object)
     hi = np.asarray(hi, dtype=object)
     mag_hi = np.asarray(np.abs(hi), dtype=object)
     close = np.asarray(np.abs(lo - hi) <= mag_hi * _power_of_two(engine, -CERTIFIED_BITS), dtype=bool)
-    collapsed = np.asarray(mag_hi <= np.abs(lo) * _power_of_two(engine, -(lo_bits // 2)), dtype=bool)
-    return close | collapsed, collapsed & ~close
+    tiny = _power_of_two(engine, -ZERO_BITS)
+    zero = np.asarray(np.abs(lo) <= tiny, dtype=bool) & np.asarray(mag_hi <= tiny, dtype=bool)
+    return close | zero, zero & ~close
 
 
 def reference(op: str, *args, engine: str | None = None):
@@ -143,35 +144,38 @@ def reference(op: str, *args, engine: str | None = None):
     return outs[0] if len(outs) == 1 else tuple(outs)
 
 
+_ZERO_RADIUS = None
+
+
 def _ball_state(b) -> int:
-    """1: certified (radius ≤ 2^-83 |mid|); 2: not certified but the ball holds 0; 0: neither."""
+    """1: certified (radius ≤ 2^-83 |mid|); 2: within ±2^-1080 of 0 (a zero for every dtype); 0: open."""
     mid, rad = abs(b.mid()), b.rad()
-    return 1 if rad * _TWO_83 <= mid else (2 if mid <= rad else 0)
+    if rad * _TWO_83 <= mid:
+        return 1
+    return 2 if mid + rad <= _zero_radius() else 0
+
+
+def _zero_radius():
+    global _ZERO_RADIUS
+    if _ZERO_RADIUS is None:
+        _ZERO_RADIUS = flint.arb(2) ** (-ZERO_BITS)
+    return _ZERO_RADIUS
 
 
 def _by_balls(op, inputs) -> list:
-    """Balls at 128, 256, 512… bits until every element is certified, or is a ball around 0 whose
-    radius collapsed by 2^-(bits/2) when precision doubled: an exact zero (as in :func:`_agreement`)."""
-    bits, previous = START_BITS, None
+    """Balls at 128, 256, 512… bits until every element is certified or known to be a zero."""
+    bits = START_BITS
     while bits <= MAX_BITS:
         out = [np.asarray(o, dtype=object) for o in _run("arb", op, inputs, bits)]
         states = [np.asarray(_map(_ball_state, o), dtype=np.int8) for o in out]
-        zeros = [np.zeros(st.shape, bool) for st in states]
-        if previous is not None:
-            shrink = flint.arb(2) ** (-(bits // 4))
-            collapse = np.frompyfunc(lambda new, old: new.rad() <= old.rad() * shrink, 2, 1)
-            for k, (st, (old_states, old_out)) in enumerate(zip(states, previous)):
-                candidates = (st == 2) & (old_states == 2)
-                if candidates.any():
-                    zeros[k] = candidates & np.asarray(collapse(out[k], old_out), dtype=bool)
-        if all(((st == 1) | zero).all() for st, zero in zip(states, zeros)):
+        if all((st > 0).all() for st in states):
             results = []
-            for o, zero in zip(out, zeros):
+            for o, st in zip(out, states):
                 value = np.array(_to_mpf("arb", o), dtype=object)
-                value[zero] = mpmath.mpf(0)
+                value[st == 2] = mpmath.mpf(0)
                 results.append(value)
             return results
-        previous, bits = list(zip(states, out)), 2 * bits
+        bits *= 2
     raise ReferenceNotCertified(f"{op}: radii at {MAX_BITS} bits still exceed 2^-{CERTIFIED_BITS} relative")
 
 

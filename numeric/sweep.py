@@ -57,7 +57,7 @@ def sample_inputs(op: str, magnitude: float, seed: int = 0, *, eps: float = 1e-5
 
 
 UNREPRESENTABLE = {"median_ulps": math.nan, "max_ulps": math.nan, "max_bits": math.nan, "max_rel": math.nan,
-                   "inf": 0, "nan": 0, "flush": 0, "pct_nonfinite": 100.0, "max_rel_over_kappa_u": math.nan,
+                   "inf": 0, "nan": 0, "flush": 0, "pct_nonfinite": 100.0, "pct_flush": 0.0, "max_rel_over_kappa_u": math.nan,
                    "kappa_min": math.nan, "kappa_max": math.nan, "input_overflow": True}
 
 

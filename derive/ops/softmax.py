@@ -56,6 +56,22 @@ def _jacobian_form(variant):
                        ("b", "k", "i", "j"))
 
 
+def _complement_jacobian_form():
+    """J_ii = s_i Σ_{k≠i} e_k / S instead of s_i (1 − s_i): no cancellation when s_i ≈ 1."""
+    steps = SOFTMAX_STEPS["shifted"] + (
+        Relabel("s_i", "s", (("k", "i"),)),
+        Relabel("s_j", "s", (("k", "j"),)),
+        Relabel("e_j", "e", (("k", "j"),)),
+        Delta("delta", ("i", "j")),
+        Elementwise("others", v("e_j") * (1 - v("delta")), "e_j for j ≠ i"),
+        Reduce("R", "sum", "others", ("j",), "Σ_{k≠i} e_k, summed without subtracting"),
+        Elementwise("J", v("s_i") * (v("delta") * v("R") / v("S") - (1 - v("delta")) * v("s_j")),
+                    "diagonal s_i Σ_{k≠i} e_k / S, off-diagonal −s_i s_j"),
+    )
+    return Formulation("complement", "J_ii = s_i Σ_{k≠i} e_k / S, J_ij = −s_i s_j (shifted exponentials)",
+                       (Z,), steps, ("J",), ("b", "k", "i", "j"))
+
+
 def _backward_form(variant):
     steps = SOFTMAX_STEPS[variant] + (
         Elementwise("p", v("dy") * v("s")),
@@ -147,9 +163,10 @@ SOFTMAX = Op(
 SOFTMAX_JACOBIAN = Op(
     name="softmax_jacobian", family="softmax", summary="J[b,i,j] = ∂s_i/∂z_j",
     inputs=(Z,), outputs=(J_OUT,),
-    formulations={n: _jacobian_form(n) for n in ("naive", "shifted")},
+    formulations={**{n: _jacobian_form(n) for n in ("naive", "shifted")}, "complement": _complement_jacobian_form()},
     definition=_jacobian_definition,
     stable="shifted",
+    accurate="complement",
     proof_lengths=tuple({"b": 1, "k": K, "i": K, "j": K} for K in range(2, 6)),
     derivation=JACOBIAN_DERIVATION,
     generic=JACOBIAN_GENERIC,
