@@ -28,6 +28,7 @@ from .dtypes import DTYPES, finfo, resolve_dtype
 from .figures import error_curves
 from .sweep import sample_inputs, sweep_point
 from .thresholds import Threshold, find_thresholds, precision_bits
+from .tutorial_audit import audit
 
 __all__ = ["FAMILIES", "ReportConfig", "write_reports", "source_digest"]
 
@@ -178,6 +179,27 @@ def _threshold_table(thresholds: list[Threshold]) -> list[str]:
     return lines
 
 
+def _tutorial_section(family: str) -> list[str]:
+    """The tutorial's worked examples of this family beside the certified values."""
+    rows = audit(family)
+    if not rows:
+        return []
+    wrong = sum(not all(r["agrees"]) for r in rows)
+    lines = ["## The tutorial's worked examples, checked", "",
+             f"Numbers printed in `shared/reference/tutorial-batchnorm-softmax.md`, against the certified values "
+             f"(a printed number agrees when it is within one unit of its last digit). {len(rows)} examples, "
+             f"{wrong} with wrong numbers.", "",
+             "| line | example | tutorial | certified | verdict |", "|---|---|---|---|---|"]
+    for r in rows:
+        c = r["claim"]
+        shown = ", ".join(f"{v:.{c.decimals}f}" for v in c.claimed)
+        exact = ", ".join(f"{v:.{c.decimals + 2}f}" for v in r["exact"])
+        verdict = "agrees" if all(r["agrees"]) else "**wrong** (" + ", ".join(
+            f"{v:.{c.decimals}f}" for v, ok in zip(c.claimed, r["agrees"]) if not ok) + ")"
+        lines.append(f"| {c.line} | {_cell(c.what)} | {shown} | {exact} | {verdict} |")
+    return lines + [""]
+
+
 def _figure(name: str, caption: str) -> list[str]:
     return [f"![{caption.split('.')[0]}](figures/{name})", "", f"*{caption}*", ""]
 
@@ -229,6 +251,7 @@ def _logit_report(family: str, config: ReportConfig, thresholds: list[Threshold]
               "Found by bisection on each dtype's own grid (adjacent floats: the last input that works and the "
               "first that does not), beside the analytic value.", "",
               *_threshold_table([t for t in thresholds if t.name.startswith(prefix)]), ""]
+    lines += _tutorial_section(family)
     return "\n".join(lines)
 
 
@@ -263,6 +286,7 @@ def _batchnorm_report(config: ReportConfig, thresholds: list[Threshold]) -> str:
               "— they lose only what conditioning costs any algorithm — while the one-pass variance is off by "
               "orders of magnitude.", ""]
     lines += _eps_section(results, eps_tasks, thresholds, config)
+    lines += _tutorial_section("batchnorm")
     return "\n".join(lines)
 
 
@@ -351,7 +375,11 @@ def _index(config: ReportConfig, families, thresholds) -> str:
         proofs = [prove_op(get_op(op)) for op in FAMILIES[family]]
         status = "all proved" if all(p.proved for p in proofs) else "SOME FAILED"
         lines.append(f"| [{family}]({family}.md) | {', '.join(f'`{o}`' for o in FAMILIES[family])} | {status} |")
-    lines += ["", "## Thresholds at a glance", "", *_threshold_table(thresholds), ""]
+    checked = audit()
+    wrong = [r["claim"] for r in checked if not all(r["agrees"])]
+    lines += ["", f"The tutorial's worked examples: {len(checked)} checked against certified values, {len(wrong)} wrong "
+                  f"({'; '.join(f'line {c.line}: {c.what}' for c in wrong)}). Details at the end of each report.", ""]
+    lines += ["## Thresholds at a glance", "", *_threshold_table(thresholds), ""]
     return "\n".join(lines)
 
 
