@@ -19,18 +19,23 @@ CASES = {
 }
 
 
-def rate(engine, seconds=2.0):
+def rate(engine, windows=7, seconds=0.3):
+    """Best evaluations/s over several short windows (the machine is noisy; the best window is the
+    least disturbed one)."""
     from numeric.reference import reference
     rng = np.random.default_rng(0)
     out = {}
     for label, (op, make) in CASES.items():
         args = make(rng)
         reference(op, *args, engine=engine)
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            reference(op, *args, engine=engine)
-            n += 1
-        out[label] = n / (time.perf_counter() - start)
+        best = 0.0
+        for _ in range(windows):
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                reference(op, *args, engine=engine)
+                n += 1
+            best = max(best, n / (time.perf_counter() - start))
+        out[label] = best
     return out
 
 

@@ -45,7 +45,6 @@ import gmpy2
 
 ENGINES = ("arb", "gmpy2", "mpmath")
 DEFAULT_ENGINE = "arb"
-_TWO_83 = 2 ** CERTIFIED_BITS
 ZERO_BITS = 1080               # |v| ≤ 2^-1080 rounds to 0 in float64 and in every narrower dtype
 
 
@@ -148,11 +147,11 @@ _ZERO_RADIUS = None
 
 
 def _ball_state(b) -> int:
-    """1: certified (radius ≤ 2^-83 |mid|); 2: within ±2^-1080 of 0 (a zero for every dtype); 0: open."""
-    mid, rad = abs(b.mid()), b.rad()
-    if rad * _TWO_83 <= mid:
+    """1: certified (≥ 84 bits of relative accuracy, so radius ≤ 2^-83 |mid| whatever arb's rounding of
+    that count); 2: within ±2^-1080 of 0 (a zero for every dtype); 0: open."""
+    if b.rel_accuracy_bits() >= CERTIFIED_BITS + 1:
         return 1
-    return 2 if mid + rad <= _zero_radius() else 0
+    return 2 if abs(b.mid()) + b.rad() <= _zero_radius() else 0
 
 
 def _zero_radius():
