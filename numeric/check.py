@@ -156,6 +156,8 @@ def _as_outputs(op, value, dtype) -> list[np.ndarray]:
                       f"({', '.join(o.name for o in op.outputs)})")
     arrays = []
     for spec, out in zip(op.outputs, outs):
+        if not spec.axes and isinstance(out, float):      # a loss returned as a Python float: take its value
+            out = np.asarray(out, dtype=dtype)
         arr = np.asarray(out)
         if arr.dtype != dtype:
             raise _Failed(f"output {spec.name!r} has dtype {arr.dtype}, expected {dtype} "
@@ -264,20 +266,36 @@ def _diagnose(op, judge: _Judge, result: CheckResult) -> str:
         if op.family == "batchnorm" and np.shape(w.inputs[0])[0] == 1:
             return f"non-finite output ({counts}) on a batch of one row: a division by N − 1?"
         first = min(m for m, _ in judge.failing) if judge.failing else math.nan
+        if op.family == "batchnorm" and _passes_once_centred(judge, w.inputs):
+            return (f"non-finite output ({counts}) once max |mean|/std ≥ {first:.4g}, but none once every feature "
+                    "is shifted to start at 0: the variance came out ≤ 0 — catastrophic cancellation "
+                    "(e.g. var = E[x²] − E[x]²)")
         what = "max |z|" if op.family != "batchnorm" else "max |mean|/std"
         return (f"non-finite output ({counts}) once {what} ≥ {first:.4g}: an overflow or 0/0 in an "
                 "unshifted exp, a log of 0, or a variance that came out negative")
     factor = _constant_factor(op, w)
     if factor:
         return factor
-    if judge.passing and judge.failing and op.family == "batchnorm":
-        fail_at = np.median([m for m, _ in judge.failing])
-        pass_at = np.median(judge.passing)
-        if fail_at > 10 * max(pass_at, 1e-300):
-            return (f"error grows like mean/std (failures at median mean/std {fail_at:.3g}, passes at "
-                    f"{pass_at:.3g}): catastrophic cancellation, e.g. var = E[x²] − E[x]²")
+    if op.family == "batchnorm" and _passes_once_centred(judge, w.inputs):
+        return (f"fails on this batch (max |mean|/std = {_scale_measure(op, w.inputs):.3g}) but passes once every "
+                "feature is shifted by its first value, which leaves the exact gradients unchanged: the error "
+                "grows with the mean, i.e. catastrophic cancellation (e.g. var = E[x²] − E[x]²)")
     return (f"wrong value: |got − expected| = {abs(w.got - w.expected):.3g} is {w.excess:.3g}× the tolerance "
             f"{w.tolerance:.3g} that rounding in {result.dtype} can explain at this input (κ = {w.kappa:.3g})")
+
+
+def _passes_once_centred(judge: _Judge, inputs) -> bool:
+    """Batch norm is invariant under x → x − c per feature: run the same check on x − x[0]."""
+    x = np.asarray(inputs[0], dtype=np.float64)
+    shifted = (x - x[:1]).astype(judge.dtype)
+    if np.array_equal(shifted.astype(np.float64), x):
+        return False
+    trial = _Judge(judge.fn, judge.op, judge.dtype, CheckResult(judge.op.name, judge.dtype.name, 0))
+    try:
+        trial((shifted, *inputs[1:]))
+    except _Failed:
+        return False
+    return True
 
 
 def _constant_factor(op, w: WorstCase) -> str:

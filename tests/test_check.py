@@ -103,6 +103,18 @@ def test_overflow_is_diagnosed_with_the_threshold_and_a_shrunk_counterexample():
     assert z.size <= 2 and 88.7 < np.abs(z).max() <= 100      # shrunk to just past ln(FLT_MAX)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_pass_variance_is_diagnosed_as_cancellation(dtype):
+    result = check_gradient(load("batchnorm_backward").one_pass_variance, "batchnorm_backward", dtype=dtype)
+    assert not result.ok and "catastrophic cancellation" in result.diagnosis
+
+
+def test_a_loss_returned_as_a_python_float_is_accepted():
+    def loss(z, y):
+        return float(cross_entropy_lse(z, y))
+    assert check_gradient(loss, "cross_entropy", dtype="float32", examples=30).ok
+
+
 def test_raising_wrong_shape_and_wrong_dtype_are_failures_not_crashes():
     def raises(z, dy):
         raise RuntimeError("boom")
