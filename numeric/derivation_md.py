@@ -25,7 +25,7 @@ def derivation_markdown(op: Op, proof: ProofResult, *, heading: str = "##") -> s
             out += [f"{n}. **{step.title}**", "", f"$$ {step.latex} $$", ""]
     status = "proved" if proof.proved else "NOT PROVED"
     out += [f"{heading}# Proof: {status}", "",
-            f"Each formulation is compared with `sympy.diff` of the forward definition, entry by entry "
+            "Each formulation is compared with `sympy.diff` of the forward definition, entry by entry "
             "(normal form + `cancel`, no whole-matrix `simplify`).", "",
             "| formulation | computes | sizes proved | status |", "|---|---|---|---|"]
     for name, form in op.formulations.items():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from derive import OPS, get_op, prove_op
+from derive import get_op, prove_op
 from derive.proof import cache_dir
 
 from .atomic import write_text
@@ -27,7 +26,7 @@ from .derivation_md import derivation_markdown
 from .dtypes import DTYPES, finfo, resolve_dtype
 from .figures import error_curves
 from .sweep import sample_inputs, sweep_point
-from .thresholds import Threshold, find_thresholds, precision_bits
+from .thresholds import Threshold, find_thresholds
 from .tutorial_audit import audit
 
 __all__ = ["FAMILIES", "ReportConfig", "write_reports", "source_digest"]
@@ -206,8 +205,13 @@ def _tutorial_section(family: str) -> list[str]:
     return lines + [""]
 
 
-def _figure(name: str, caption: str) -> list[str]:
-    return [f"![{caption.split('.')[0]}](figures/{name})", "", f"*{caption}*", ""]
+def _error_section(heading: str, series: dict, config: ReportConfig, *, figure: str, xlabel: str, title: str,
+                   vlines: dict, caption: str) -> list[str]:
+    """An op's error table, then its figure (drawn into ``figures/``) with the caption under it."""
+    error_curves(series, config.dtypes, xlabel=xlabel, title=title, path=config.out / "figures" / figure,
+                 vlines=vlines)
+    return [heading, "", *_error_table(series, config.dtypes), "",
+            f"![{caption.split('.')[0]}](figures/{figure})", "", f"*{caption}*", ""]
 
 
 def _derivations(family: str) -> list[str]:
@@ -236,13 +240,10 @@ def _logit_report(family: str, config: ReportConfig, thresholds: list[Threshold]
     lines += ["## Floating-point error", ""]
     vlines = {t.dtype: [(t.analytic, "ln(max)")] for t in thresholds if t.name.startswith("naive softmax")}
     for op in FAMILIES[family]:
-        op_tasks = [t for t in tasks if t[0] == op]
-        series = _series(results, op_tasks)
-        lines += [f"### `{op}`", "", *_error_table(series, dtypes), ""]
-        fig = f"{op}_error_vs_logit.png"
-        error_curves(series, dtypes, xlabel="logit magnitude M", title=f"{op}: error vs logit magnitude",
-                     path=config.out / "figures" / fig, vlines=vlines)
-        lines += _figure(fig, f"{op}: bits of error (log2(1 + max ULPs)) against logit magnitude, one panel per "
+        series = _series(results, [t for t in tasks if t[0] == op])
+        lines += _error_section(
+            f"### `{op}`", series, config, figure=f"{op}_error_vs_logit.png", xlabel="logit magnitude M",
+            title=f"{op}: error vs logit magnitude", vlines=vlines, caption=f"{op}: bits of error (log2(1 + max ULPs)) against logit magnitude, one panel per "
                               "dtype. × marks magnitudes where the formulation returned inf/nan (drawn on the "
                               "all-bits-lost line); dotted lines are ln(max) of the dtype. What to see: the naive "
                               "formulation stops at its overflow threshold while the shifted / log-sum-exp ones stay "
@@ -274,11 +275,9 @@ def _batchnorm_report(config: ReportConfig, thresholds: list[Threshold]) -> str:
                 if t.name.startswith("one-pass") and t.found}
     for op in FAMILIES["batchnorm"]:
         series = _series(results, [t for t in ratio_tasks if t[0] == op])
-        lines += [f"### `{op}`", "", *_error_table(series, dtypes), ""]
-        fig = f"{op}_error_vs_mean_over_std.png"
-        error_curves(series, dtypes, xlabel="mean / std", title=f"{op}: error vs mean/std", vlines=one_pass,
-                     path=config.out / "figures" / fig)
-        lines += _figure(fig, f"{op}: bits of error against the mean/std ratio of each feature, one panel per dtype. "
+        lines += _error_section(
+            f"### `{op}`", series, config, figure=f"{op}_error_vs_mean_over_std.png", xlabel="mean / std",
+            title=f"{op}: error vs mean/std", vlines=one_pass, caption=f"{op}: bits of error against the mean/std ratio of each feature, one panel per dtype. "
                               "What to see: the one-pass variance E[x²] − E[x]² loses about 2·log2(mean/std) bits "
                               "and returns inf/nan (×) once the dotted threshold is passed, while the two-pass "
                               "(compact, staged) formulations lose only the log2(mean/std) bits that the "
@@ -303,12 +302,11 @@ def _eps_section(results, eps_tasks, thresholds, config) -> list[str]:
         tasks = [t for t in eps_tasks if t[0] == op]
         series = _series(results, tasks, label=lambda task, f: f"{f} eps={dict(task[4])['eps']:.0e}",
                          x=lambda task: dict(task[4])["variance"])
-        lines += [f"### `{op}` against the variance (mean 1)", "", *_error_table(series, dtypes), ""]
-        fig = f"{op}_error_vs_variance.png"
         vl = {d: [(float(np.asarray(e, dtype=resolve_dtype(d))), f"ε={e:g}") for e in EPS_STUDY] for d in dtypes}
-        error_curves(series, dtypes, xlabel="variance of the feature", title=f"{op}: error vs variance, ε = 1e-5 / 1e-3",
-                     path=config.out / "figures" / fig, vlines=vl)
-        lines += _figure(fig, f"{op}: bits of error against the feature variance (mean 1) for ε = 1e-5 (solid) and "
+        lines += _error_section(
+            f"### `{op}` against the variance (mean 1)", series, config, figure=f"{op}_error_vs_variance.png",
+            xlabel="variance of the feature", title=f"{op}: error vs variance, ε = 1e-5 / 1e-3", vlines=vl,
+            caption=f"{op}: bits of error against the feature variance (mean 1) for ε = 1e-5 (solid) and "
                               "ε = 1e-3 (dashed), one colour per formulation and one panel per dtype; dotted lines "
                               "mark the two ε values, × marks inf/nan, the grey line the dtype's precision. What to see: "
                               "the one-pass variance loses bits as the variance shrinks against the mean, and in "

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import numeric
 from numeric import assert_gradient, check_gradient
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

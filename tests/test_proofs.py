@@ -4,7 +4,7 @@ import sympy as sp
 from derive import OPS, is_zero, prove_op
 from derive.op import GenericClaim
 from derive.ops import softmax as softmax_mod
-from derive.program import Delta, Elementwise, Formulation, Relabel, value_symbol as v
+from derive.program import Elementwise, Formulation, value_symbol as v
 
 
 @pytest.mark.parametrize("name", list(OPS))
