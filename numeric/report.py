@@ -14,6 +14,7 @@ import math
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -217,7 +218,7 @@ def _error_section(heading: str, series: dict, config: ReportConfig, *, figure: 
 def _derivations(family: str) -> list[str]:
     out = []
     for op_name in FAMILIES[family]:
-        out += [derivation_markdown(get_op(op_name), prove_op(get_op(op_name))), ""]
+        out += [derivation_markdown(get_op(op_name), _proof(op_name)), ""]
     return out
 
 
@@ -373,7 +374,7 @@ def _index(config: ReportConfig, families, thresholds) -> str:
              "Regenerate with `gradaudit report`; the same seed gives the same bytes.", "",
              "| report | ops | proofs |", "|---|---|---|"]
     for family in families:
-        proofs = [prove_op(get_op(op)) for op in FAMILIES[family]]
+        proofs = [_proof(op) for op in FAMILIES[family]]
         status = "all proved" if all(p.proved for p in proofs) else "SOME FAILED"
         lines.append(f"| [{family}]({family}.md) | {', '.join(f'`{o}`' for o in FAMILIES[family])} | {status} |")
     checked = audit()
@@ -384,18 +385,23 @@ def _index(config: ReportConfig, families, thresholds) -> str:
     return "\n".join(lines)
 
 
-def _prove_one(op_name: str) -> None:
+@lru_cache(maxsize=None)
+def _proof(op_name: str):
+    """The proof result of an op (from the disk cache once :func:`_prove_all` has filled it)."""
+    return prove_op(get_op(op_name))
+
+
+def _prove_in_child(op_name: str) -> None:
     prove_op(get_op(op_name))
 
 
 def _prove_all(op_names, jobs: int) -> None:
-    """Fill the proof cache, ``jobs`` processes at a time (the reports then read it)."""
+    """Fill the proof cache, ``jobs`` processes at a time; every later use reads it once via :func:`_proof`."""
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(_prove_one, op_names))
-    else:
-        for name in op_names:
-            _prove_one(name)
+            list(pool.map(_prove_in_child, op_names))
+    for name in op_names:
+        _proof(name)
 
 
 def write_reports(families, config: ReportConfig) -> list[Path]:
