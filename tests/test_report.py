@@ -62,3 +62,12 @@ def test_report_sections(two_runs):
 def test_report_usage_errors_exit_2(argv):
     proc = subprocess.run([sys.executable, "-m", "numeric.cli", *argv], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_report_is_quiet_under_ci(tmp_path):
+    env = dict(__import__("os").environ, CI="1")
+    proc = subprocess.run([sys.executable, "-m", "numeric.cli", "report", "softmax", "--dtypes", "float32",
+                           "--out", str(tmp_path)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "sweep points" not in proc.stderr
+    assert (tmp_path / "softmax.md").is_file() and (tmp_path / "index.md").is_file()
