@@ -29,7 +29,7 @@ class GenericClaim:
     lhs: sp.Expr
     rhs: sp.Expr
     setting: str
-
+    method: str = "normal_form"     # or "simplify", for small expressions with Sum / IndexedBase
 
 @dataclass(frozen=True)
 class Invariant:

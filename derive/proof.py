@@ -110,7 +110,7 @@ def _cache_key(op: Op) -> str:
     parts = [sp.__version__, op.name, repr(op.proof_lengths)]
     for name, form in op.formulations.items():
         parts.append(name + repr(form.steps))
-    parts += [repr(g.lhs) + repr(g.rhs) for g in op.generic]
+    parts += [repr(g.lhs) + repr(g.rhs) + g.method for g in op.generic]
     parts += [repr(i.residual.steps) for i in op.invariants]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
@@ -130,7 +130,8 @@ def _prove_fresh(op: Op) -> ProofResult:
             got = run_symbolic(form, lengths, inputs)
             ok = all(_entries_equal(got[o.name], truth[o.name]) for o in op.outputs)
             sizes.setdefault(name, []).append({"lengths": lengths, "proved": ok})
-    generic = [{"statement": g.statement, "setting": g.setting, "proved": is_zero(g.lhs - g.rhs)}
+    generic = [{"statement": g.statement, "setting": g.setting,
+                "proved": bool(is_zero(g.lhs - g.rhs) if g.method == "normal_form" else sp.simplify(g.lhs - g.rhs) == 0)}
                for g in op.generic]
     invariants = []
     for inv in op.invariants:

@@ -76,3 +76,14 @@ def test_proofs_are_cached_and_the_cache_is_used(tmp_path, monkeypatch):
     assert not first.cached and second.cached
     assert second.proved and second.sizes == first.sizes
     assert list(tmp_path.glob("proof-softmax-*.json"))
+
+
+def test_indexed_generic_claims_are_proved_and_a_wrong_one_is_not():
+    from dataclasses import replace
+    from derive.ops import softmax as sm
+    claim = sm.JACOBIAN_GENERIC[0]
+    assert claim.method == "simplify" and claim.lhs.has(sp.Sum)
+    wrong = replace(claim, rhs=-sm._s_indexed * sp.exp(sm._zI_[sm._jj]) / sm._S_indexed)   # delta dropped
+    op = replace(OPS["softmax_jacobian"], generic=(claim, wrong))
+    result = prove_op(op, use_cache=False)
+    assert [g["proved"] for g in result.generic] == [True, False]

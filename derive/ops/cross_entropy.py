@@ -73,7 +73,18 @@ DERIVATION = (
                    r"\frac{\partial L}{\partial z_j} = \Big(\sum_k y_k\Big) \frac{e^{z_j}}{\sum_l e^{z_l}} - y_j = s_j \sum_k y_k - y_j"),
     DerivationStep("normalized labels", r"\sum_k y_k = 1 \;\Rightarrow\; \frac{\partial L}{\partial z} = \hat y - y"),
 )
+_m, _jj, _kk = (sp.Symbol("m", integer=True, nonnegative=True), sp.Symbol("j", integer=True, nonnegative=True),
+                sp.Symbol("k", integer=True, nonnegative=True))
+_zI, _yI = sp.IndexedBase("z", real=True), sp.IndexedBase("y", real=True)
+_S_indexed = sp.Sum(sp.exp(_zI[_kk]), (_kk, 0, _jj + _m))
+_L_indexed = sp.Sum(_yI[_kk] * (sp.log(_S_indexed) - _zI[_kk]), (_kk, 0, _jj + _m))
+
 GENERIC = (GenericClaim(
+    r"\frac{\partial L}{\partial z_j} = s_j \sum_k y_k - y_j \quad \text{(indexed, symbolic } K)",
+    sp.diff(_L_indexed, _zI[_jj]).doit(),
+    sp.exp(_zI[_jj]) / _S_indexed * sp.Sum(_yI[_kk], (_kk, 0, _jj + _m)) - _yI[_jj],
+    "indexed symbols: z, y IndexedBase, L = Sum(y[k] (log S − z[k]), (k, 0, K − 1)) with symbolic K > j",
+    method="simplify"), GenericClaim(
     r"\frac{\partial L}{\partial z_j} = s_j \sum_k y_k - y_j",
     sp.diff(_L_generic, _zj), sp.exp(_zj) / (sp.exp(_zj) + _R) * (_yj + _Yr) - _yj,
     "any K ≥ 1: Σ_{k≠j} e^{z_k} = R > 0, Σ_{k≠j} y_k = Y_r and Σ_{k≠j} y_k z_k = P are free of z_j"),)

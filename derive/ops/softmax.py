@@ -114,7 +114,20 @@ _S_diag = sp.exp(_zi) + _R
 _si_off, _sj_off, _si_diag = sp.exp(_zi) / _S_off, sp.exp(_zj) / _S_off, sp.exp(_zi) / _S_diag
 _GENERIC_SETTING = ("any K ≥ 2: S = e^{z_i} + e^{z_j} + R (i ≠ j) or S = e^{z_i} + R (i = j), "
                     "R > 0 the sum over the remaining classes, independent of z_i and z_j")
+# The same with indexed symbols: z an IndexedBase, S a SymPy Sum over K = j + 1 + m classes (m ≥ 0, so j is
+# a valid index).  sympy.diff differentiates through the Sum (a KroneckerDelta inside), doit() resolves it.
+_m = sp.Symbol("m", integer=True, nonnegative=True)
+_ii, _jj, _kk = sp.symbols("i j k", integer=True, nonnegative=True)
+_zI_ = sp.IndexedBase("z", real=True)
+_S_indexed = sp.Sum(sp.exp(_zI_[_kk]), (_kk, 0, _jj + _m))
+_s_indexed = sp.exp(_zI_[_ii]) / _S_indexed
+INDEXED_SETTING = "indexed symbols: z an IndexedBase, S = Sum(exp(z[k]), (k, 0, K − 1)) with symbolic K > j"
+
 JACOBIAN_GENERIC = (
+    GenericClaim(r"\frac{\partial s_i}{\partial z_j} = s_i(\delta_{ij} - s_j) \quad \text{(indexed, symbolic } K)",
+                 sp.diff(_s_indexed, _zI_[_jj]).doit(),
+                 _s_indexed * (sp.KroneckerDelta(_ii, _jj) - sp.exp(_zI_[_jj]) / _S_indexed),
+                 INDEXED_SETTING, method="simplify"),
     GenericClaim(r"\frac{\partial s_i}{\partial z_j} = -s_i s_j \quad (i \ne j)",
                  sp.diff(_si_off, _zj), -_si_off * _sj_off, _GENERIC_SETTING),
     GenericClaim(r"\frac{\partial s_i}{\partial z_i} = s_i (1 - s_i)",
