@@ -18,13 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import sympy as sp
 
+from .atomic import write_text
 from .op import Op
 from .symbolic import input_symbols, run_symbolic
 
@@ -158,10 +158,6 @@ def prove_op(op: Op, *, use_cache: bool = True) -> ProofResult:
         return ProofResult(**data, cached=True)
     result = _prove_fresh(op)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = {k: getattr(result, k) for k in ("op", "sizes", "generic", "invariants", "seconds")}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, path)
+        write_text(path, json.dumps(data))
     return result

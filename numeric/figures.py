@@ -14,7 +14,7 @@ from matplotlib.ticker import LogLocator, NullLocator  # noqa: E402
 
 from derive.proof import cache_dir  # noqa: E402
 
-from .atomic import write_bytes  # noqa: E402
+from derive.atomic import write_bytes  # noqa: E402
 from .thresholds import precision_bits  # noqa: E402
 
 __all__ = ["error_curves", "FIGURE_DPI"]

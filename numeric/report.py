@@ -22,7 +22,7 @@ import numpy as np
 from derive import get_op, prove_op
 from derive.proof import cache_dir
 
-from .atomic import write_text
+from derive.atomic import write_text
 from .derivation_md import derivation_markdown
 from .dtypes import DTYPES, finfo, resolve_dtype
 from .figures import error_curves

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from numeric.atomic import write_text
+from derive.atomic import write_text
 
 
 def test_a_crash_while_writing_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):

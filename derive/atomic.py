@@ -1,5 +1,6 @@
 """Atomic file writes: a temporary file in the target directory, then ``os.replace`` — a crash leaves
-either the old file or the new one, never half of one."""
+either the old file or the new one, never half of one.  Used for the proof cache here and for reports,
+figures and sweep caches in ``numeric``."""
 from __future__ import annotations
 
 import os
