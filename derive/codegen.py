@@ -78,8 +78,9 @@ def _lift_constants(expr: sp.Expr, table: dict) -> sp.Expr:
 
 
 class Kernel:
-    """A compiled formulation. ``kernel(*arrays)`` takes the inputs in their own (compact) shapes,
-    already in the working dtype, and returns the outputs in their compact shapes."""
+    """A compiled formulation. ``kernel.run(*arrays)`` takes the inputs in their own (compact) shapes,
+    already in the working dtype, and returns a tuple of the outputs in their compact shapes;
+    ``kernel(*arrays)`` is the same with a single output unwrapped."""
 
     def __init__(self, form: Formulation, backend: str = "numpy"):
         if backend not in BACKENDS:
@@ -122,6 +123,10 @@ class Kernel:
         return np.reshape(array, self._full_shape(labels, np.shape(array)))
 
     def __call__(self, *arrays):
+        outs = self.run(*arrays)
+        return outs[0] if len(outs) == 1 else outs
+
+    def run(self, *arrays) -> tuple:
         form = self.form
         env, lengths = {}, {}
         for inp, arr in zip(form.inputs, arrays):
@@ -170,7 +175,7 @@ class Kernel:
             if np.shape(value) != full:         # a step constant along some axis: broadcast (a view)
                 value = np.broadcast_to(value, full)
             outs.append(np.reshape(value, shape))
-        return outs[0] if len(outs) == 1 else tuple(outs)
+        return tuple(outs)
 
 
 def _gmpy2_namespace() -> dict:

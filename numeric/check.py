@@ -30,6 +30,7 @@ from derive import get_op
 from .arguments import check_arguments
 from .condition import rounding_bounds, sensitivities
 from .dtypes import finfo, resolve_dtype
+from .evaluate import as_tuple
 from .metrics import ulp_at
 from .reference import reference
 from . import strategies
@@ -205,12 +206,9 @@ class _Judge:
             last = traceback.extract_tb(exc.__traceback__)[-1]
             raise _Failed(f"fn raised {type(exc).__name__}: {exc} (at {last.filename}:{last.lineno})") from None
         outs = _as_outputs(op, value, dt)
-        refs = reference(op.name, *rounded)
-        refs = refs if isinstance(refs, tuple) else (refs,)
-        sens = sensitivities(op.name, *rounded)
-        sens = sens if isinstance(sens, tuple) else (sens,)
-        radii = rounding_bounds(op.name, *rounded, dtype=dt)
-        radii = radii if isinstance(radii, tuple) else (radii,)
+        refs = as_tuple(reference(op.name, *rounded))
+        sens = as_tuple(sensitivities(op.name, *rounded))
+        radii = as_tuple(rounding_bounds(op.name, *rounded, dtype=dt))
         scales = tuple(self.u * np.asarray(a, dtype=np.float64) + b for a, b in zip(sens, radii))
         for spec, got, ref in zip(op.outputs, outs, refs):
             if got.shape != ref.shape:

@@ -11,15 +11,11 @@ from derive import get_op
 from .arguments import check_arguments
 from .condition import condition_numbers
 from .dtypes import finfo, resolve_dtype
-from .evaluate import evaluate, formulation_of
+from .evaluate import as_tuple, evaluate, formulation_of
 from .metrics import ErrorMetrics, error_metrics
 from .reference import reference
 
 __all__ = ["Comparison", "compare", "compare_rounded"]
-
-
-def _as_tuple(x):
-    return x if isinstance(x, tuple) else (x,)
 
 
 @dataclass
@@ -75,15 +71,15 @@ def compare(op: str, *args, dtype="float32", formulation: str | None = None) -> 
     dt = resolve_dtype(dtype)
     form = formulation_of(the_op, formulation)
     rounded = check_arguments(the_op, args, dt)
-    return compare_rounded(op, rounded, dt, form.name, _as_tuple(reference(op, *rounded)),
-                           _as_tuple(condition_numbers(op, *rounded)))
+    return compare_rounded(op, rounded, dt, form.name, as_tuple(reference(op, *rounded)),
+                           as_tuple(condition_numbers(op, *rounded)))
 
 
 def compare_rounded(op, rounded, dt, formulation, ref, kappa) -> Comparison:
     """:func:`compare` for inputs already in ``dt`` with their reference and κ computed (sweeps share them)."""
     the_op = get_op(op)
     with np.errstate(all="ignore"):
-        got = _as_tuple(evaluate(op, *rounded, dtype=dt, formulation=formulation))
+        got = as_tuple(evaluate(op, *rounded, dtype=dt, formulation=formulation))
     names = [o.name for o in the_op.outputs]
     form = formulation_of(the_op, formulation)
     return Comparison(

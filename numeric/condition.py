@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from functools import lru_cache
 
+import flint
 import numpy as np
 
 from derive import Kernel, get_op
@@ -43,8 +44,6 @@ def rounding_bounds(op: str, *args, dtype):
     input widened by u|x| (``derive.rounding_model``).
     float64 arrays (inf where the bound blows up, e.g. a variance interval reaching 0 with ε = 0);
     a tuple for several outputs."""
-    import flint
-
     the_op = get_op(op)
     u = float(finfo(dtype).eps) / 2
     arrays = check_arguments(the_op, args, np.dtype(np.float64))
@@ -56,8 +55,7 @@ def rounding_bounds(op: str, *args, dtype):
             else:
                 balls.append(flint.arb(float(a)))
         eta = float(finfo(dtype).smallest_subnormal)
-        out = _rounding_kernel(op)(*balls, flint.arb(0, u), flint.arb(0, eta))
-        out = out if isinstance(out, tuple) else (out,)
+        out = _rounding_kernel(op).run(*balls, flint.arb(0, u), flint.arb(0, eta))
         radius = np.frompyfunc(lambda b: float(b.rad()) if b.is_finite() else np.inf, 1, 1)
         bounds = tuple(np.asarray(radius(np.asarray(o, dtype=object)), dtype=np.float64) for o in out)
     return bounds[0] if len(bounds) == 1 else bounds
@@ -99,20 +97,17 @@ def _values_and_sensitivities(op, args):
     the_op = get_op(op)
     arrays = check_arguments(the_op, args, np.dtype(np.float64))
     with np.errstate(all="ignore"):
-        values = kernel(op, the_op.accurate or the_op.stable or None)(*arrays)
-        values = values if isinstance(values, tuple) else (values,)
+        values = kernel(op, the_op.accurate_formulation.name).run(*arrays)
         jvp = _jvp_kernel(op)
         wrt = [(k, inp) for k, inp in enumerate(the_op.inputs) if inp.axes]
         batched = all(the_op.independent_axis in o.axes for o in the_op.outputs)
         totals = [np.zeros(np.shape(v)) for v in values]
-        for k, inp in wrt:
+        independent = the_op.independent_axis if batched else None
+        for slot, (k, inp) in enumerate(wrt):
             x = arrays[k]
-            independent = the_op.independent_axis if batched else None
             for mask in _directions(x.shape, inp.axes, independent):
                 tangents = [np.zeros_like(arrays[j]) for j, _ in wrt]
-                tangents[[j for j, _ in wrt].index(k)][mask] = x[mask]
-                out = jvp(*arrays, *tangents)
-                out = out if isinstance(out, tuple) else (out,)
-                for total, t in zip(totals, out):
+                tangents[slot][mask] = x[mask]
+                for total, t in zip(totals, jvp.run(*arrays, *tangents)):
                     total += np.abs(t)
     return values, totals

@@ -8,7 +8,12 @@ from derive import Kernel, get_op
 from .arguments import check_arguments
 from .dtypes import resolve_dtype
 
-__all__ = ["evaluate", "kernel", "formulation_of"]
+__all__ = ["evaluate", "kernel", "formulation_of", "as_tuple"]
+
+
+def as_tuple(outputs) -> tuple:
+    """An op's result as a tuple of outputs (ops with one output return it bare)."""
+    return outputs if isinstance(outputs, tuple) else (outputs,)
 
 
 def formulation_of(op, formulation):

@@ -17,6 +17,7 @@ from derive.magnitude import magnitude_formulation
 
 from .arguments import check_arguments
 from .dtypes import finfo, resolve_dtype
+from .evaluate import as_tuple
 
 __all__ = ["invariant_residuals", "check_invariants"]
 
@@ -47,22 +48,19 @@ def invariant_residuals(op: str, args, outputs):
     Invariants that assume normalized labels are skipped when the labels do not sum to 1."""
     the_op = get_op(op)
     arrays = check_arguments(the_op, tuple(args), np.dtype(np.float64))
-    outs = outputs if isinstance(outputs, tuple) else (outputs,)
-    outs = [np.asarray(o, dtype=np.float64) for o in outs]
+    outs = [np.asarray(o, dtype=np.float64) for o in as_tuple(outputs)]
     result = []
     with np.errstate(all="ignore"):
         for inv, residual, magnitude in _kernels(op):
             if inv.normalize is not None and not _normalized_labels(the_op, arrays):
                 continue
-            r = residual(*arrays, *outs)
+            r, *extra = residual.run(*arrays, *outs)
             if inv.floor == "term_scale":
-                r, term_scale = r
-                floor = float(np.max(np.abs(term_scale)))
+                floor = float(np.max(np.abs(extra[0])))
             else:
                 floor = _floor(the_op, inv, arrays)
             terms = max(outs[0].size // max(np.size(r), 1), 1)
-            mag = magnitude(*arrays, *outs)
-            mag = mag[0] if isinstance(mag, tuple) else mag
+            mag = magnitude.run(*arrays, *outs)[0]
             result.append((inv, r, mag + terms * floor))
     return result
 

@@ -98,8 +98,7 @@ def _to_mpf(engine: str, arr: np.ndarray) -> np.ndarray:
 
 def _run(engine, op_name, inputs, bits):
     with _precision(engine, bits):
-        out = kernel(op_name, None, engine)(*inputs)
-    return out if isinstance(out, tuple) else (out,)
+        return kernel(op_name, None, engine).run(*inputs)
 
 
 def _power_of_two(engine: str, k: int):

@@ -21,6 +21,7 @@ from .arguments import check_arguments
 from .compare import compare_rounded
 from .condition import condition_numbers
 from .dtypes import DTYPES, resolve_dtype
+from .evaluate import as_tuple
 from .reference import reference
 
 __all__ = ["SweepPoint", "sample_inputs", "sweep", "DEFAULT_MAGNITUDES"]
@@ -71,10 +72,8 @@ def sweep_point(op, args, dtype) -> list:
         rounded = check_arguments(the_op, args, dt)
     if not all(np.all(np.isfinite(a.astype(np.float64))) for a in rounded):
         return [{"formulation": f, "summary": dict(UNREPRESENTABLE)} for f in the_op.formulations]
-    ref = reference(op, *rounded)
-    ref = ref if isinstance(ref, tuple) else (ref,)
-    kappa = condition_numbers(op, *rounded)
-    kappa = kappa if isinstance(kappa, tuple) else (kappa,)
+    ref = as_tuple(reference(op, *rounded))
+    kappa = as_tuple(condition_numbers(op, *rounded))
     return [{"formulation": f, "summary": compare_rounded(op, rounded, dt, f, ref, kappa).summary()}
             for f in the_op.formulations]
 

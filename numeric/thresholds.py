@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from .dtypes import DTYPES, finfo, resolve_dtype
-from .evaluate import evaluate
+from .evaluate import as_tuple, evaluate
 
 __all__ = ["Threshold", "grid_bisect", "find_thresholds", "precision_bits"]
 
@@ -92,8 +92,7 @@ class Threshold:
 
 
 def _nonfinite(out) -> bool:
-    outs = out if isinstance(out, tuple) else (out,)
-    return not all(np.all(np.isfinite(np.asarray(o, dtype=np.float64))) for o in outs)
+    return not all(np.all(np.isfinite(np.asarray(o, dtype=np.float64))) for o in as_tuple(out))
 
 
 def _softmax_overflow(dtype):
