@@ -4,18 +4,24 @@
 inputs.  A backward-stable algorithm's relative error is about κ·u; an error far beyond κ·u means a
 wrong or unstable computation.  Jacobian columns come from ``derive.jvp`` (exact derivatives, float64
 arithmetic on the op's most accurate formulation); directions along the op's independent axis (rows of z,
-columns of x) are batched into one JVP, since those slices never interact.
+columns of x) share one direction, since those slices never interact.
+
+All directions are evaluated in one pass: the JVP program gets one more axis, ``DIRECTION``, first in its
+axis order and carried by the tangent inputs only, so the lambdified kernel runs each step once over a
+(directions × values) array instead of once per direction (chunked to bound memory).
 """
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from functools import lru_cache
 
 import flint
 import numpy as np
 
 from derive import Kernel, get_op
-from derive.jvp import jvp_formulation
+from derive.jvp import jvp_formulation, tangent
+from derive.program import Input
 from derive.rounding_model import rounding_model_formulation
 
 from .arguments import check_arguments
@@ -30,6 +36,28 @@ def _jvp_kernel(op_name: str) -> Kernel:
     op = get_op(op_name)
     wrt = tuple(i.name for i in op.inputs if i.axes)
     return Kernel(jvp_formulation(op.accurate_formulation, wrt), "numpy")
+
+
+#: Axis label of the batch of tangent directions (not a label any op uses).
+DIRECTION = "__direction"
+#: Bound on directions × (largest input or output) per batched JVP run, in elements (256 kB of float64:
+#: arrays that stay in cache run faster than one huge batch).
+CHUNK_ELEMENTS = 1 << 15
+
+
+@lru_cache(maxsize=None)
+def _batched_jvp_kernel(op_name: str) -> Kernel:
+    """The JVP program of :func:`_jvp_kernel` with a leading ``DIRECTION`` axis on every tangent input:
+    tangent ``t_x`` has shape (directions, *x.shape), primal inputs keep their shapes (length 1 along
+    ``DIRECTION`` in full-rank layout), and each tangent output comes back as (directions, *output shape)."""
+    op = get_op(op_name)
+    wrt = tuple(i.name for i in op.inputs if i.axes)
+    form = jvp_formulation(op.accurate_formulation, wrt)
+    tangents = {tangent(n) for n in wrt}
+    inputs = tuple(Input(i.name, (DIRECTION,) + tuple(i.axes), i.doc) if i.name in tangents else i
+                   for i in form.inputs)
+    return Kernel(replace(form, name=f"batched_{form.name}", inputs=inputs,
+                          axis_order=(DIRECTION,) + tuple(form.axis_order)), "numpy")
 
 
 @lru_cache(maxsize=None)
@@ -94,6 +122,52 @@ def sensitivities(op: str, *args):
 
 
 def _values_and_sensitivities(op, args):
+    """(values, sensitivities) of the op's accurate formulation at ``args``, all directions batched."""
+    the_op = get_op(op)
+    arrays = check_arguments(the_op, args, np.dtype(np.float64))
+    with np.errstate(all="ignore"):
+        values = kernel(op, the_op.accurate_formulation.name).run(*arrays)
+        jvp = _batched_jvp_kernel(op)
+        wrt = [(k, inp) for k, inp in enumerate(the_op.inputs) if inp.axes]
+        batched = all(the_op.independent_axis in o.axes for o in the_op.outputs)
+        independent = the_op.independent_axis if batched else None
+        totals = [np.zeros(np.shape(v)) for v in values]
+        largest = max([arrays[k].size for k, _ in wrt] + [np.size(v) for v in values])
+        chunk = max(1, CHUNK_ELEMENTS // max(largest, 1))
+        for slot, (k, inp) in enumerate(wrt):
+            x = arrays[k]
+            count = _direction_count(x, inp.axes, independent)
+            for start in range(0, count, chunk):
+                active = _direction_tangents(x, inp.axes, independent, start, min(start + chunk, count))
+                tangents = [active if s == slot else np.broadcast_to(np.zeros((), x.dtype), (len(active),) + arrays[j].shape)
+                            for s, (j, _) in enumerate(wrt)]
+                for total, t in zip(totals, jvp.run(*arrays, *tangents)):
+                    total += np.abs(np.broadcast_to(t, (len(active),) + total.shape)).sum(axis=0)
+    return values, totals
+
+
+def _direction_count(x: np.ndarray, axes, independent) -> int:
+    """How many JVP directions input ``x`` needs: one per combination of its non-independent indices."""
+    return int(np.prod([n for a, n in zip(axes, x.shape) if a != independent], dtype=np.int64))
+
+
+def _direction_tangents(x: np.ndarray, axes, independent, start: int, stop: int) -> np.ndarray:
+    """Tangents ``start:stop`` of one input, shape (stop − start, *x.shape): direction m carries the values
+    of ``x`` at the m-th combination (C order) of the non-independent indices — all positions along
+    ``independent`` together; every element on its own when ``independent`` is not an axis of ``x`` —
+    and zeros elsewhere, in the order :func:`_directions` yields them."""
+    p = axes.index(independent) if independent in axes else None
+    moved = x if p is None else np.moveaxis(x, p, -1)
+    flat = moved.reshape(-1, 1) if p is None else moved.reshape(-1, moved.shape[-1])   # (M, independent length)
+    count = stop - start
+    out = np.zeros((count, flat.shape[0], flat.shape[1]), dtype=x.dtype)
+    out[np.arange(count), np.arange(start, stop)] = flat[start:stop]
+    out = out.reshape((count,) + moved.shape)
+    return out if p is None else np.moveaxis(out, -1, p + 1)
+
+
+def _values_and_sensitivities_per_direction(op, args):
+    """The former definition, one JVP run per direction: kept for the equality test and the benchmark."""
     the_op = get_op(op)
     arrays = check_arguments(the_op, args, np.dtype(np.float64))
     with np.errstate(all="ignore"):
