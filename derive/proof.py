@@ -10,21 +10,21 @@ proof here is *per entry* and uses a normal form instead of ``simplify``:
    modulo ``R_u**q − u`` for each root generator, is zero exactly when the difference is.
 
 Each step is an identity of real analysis on the domain (exponentials and square roots positive), so a
-zero normal form is a proof.  Results are cached on disk, keyed by the SymPy version and the exact
-expressions, so a second run costs a file read.
+zero normal form is a proof.  Results are cached on disk (:mod:`derive.cache`: integrity-checked, a
+corrupt or mismatching entry is recomputed), keyed by the SymPy version and the exact expressions, so a
+second run costs a file read.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import sympy as sp
 
-from .atomic import write_text
+from . import cache
 from .op import Op
 from .symbolic import input_symbols, run_symbolic
 
@@ -102,17 +102,38 @@ class ProofResult:
 
 def cache_dir() -> Path:
     """Where proofs are cached: ``$GRADAUDIT_CACHE`` or ``~/.cache/gradaudit``."""
-    root = os.environ.get("GRADAUDIT_CACHE") or Path.home() / ".cache" / "gradaudit"
-    return Path(root)
+    return cache.cache_dir()
 
 
-def _cache_key(op: Op) -> str:
+def _cache_inputs(op: Op) -> str:
+    """The text a proof depends on: SymPy's version and every expression proved."""
     parts = [sp.__version__, op.name, repr(op.proof_lengths)]
     for name, form in op.formulations.items():
         parts.append(name + repr(form.steps))
     parts += [repr(g.lhs) + repr(g.rhs) + g.method for g in op.generic]
     parts += [repr(i.residual.steps) for i in op.invariants]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+    return "\n".join(parts)
+
+
+def _cache_key(op: Op) -> str:
+    return cache.inputs_digest("proof", _cache_inputs(op))[:24]
+
+
+_FIELDS = ("op", "sizes", "generic", "invariants", "seconds")
+
+
+def _valid_proof(op: Op):
+    """A cached proof must be of ``op``: its formulations, sizes, claims and invariants, with bool verdicts."""
+    def validate(payload: bytes) -> bool:
+        data = json.loads(payload)
+        proved = [r["proved"] for rs in data["sizes"].values() for r in rs]
+        proved += [g["proved"] for g in data["generic"]] + [i["proved"] for i in data["invariants"]]
+        return (sorted(data) == sorted(_FIELDS) and data["op"] == op.name
+                and list(data["sizes"]) == list(op.formulations)
+                and all(len(rs) == len(op.proof_lengths) for rs in data["sizes"].values())
+                and len(data["generic"]) == len(op.generic) and len(data["invariants"]) == len(op.invariants)
+                and all(isinstance(p, bool) for p in proved))
+    return validate
 
 
 def _entries_equal(a: dict, b: dict) -> bool:
@@ -153,11 +174,12 @@ def prove_op(op: Op, *, use_cache: bool = True) -> ProofResult:
     """Prove every formulation of ``op`` equal to its definition at ``op.proof_lengths``, the generic
     claims, and the invariants.  Cached in :func:`cache_dir` unless ``use_cache`` is False."""
     path = cache_dir() / f"proof-{op.name}-{_cache_key(op)}.json"
-    if use_cache and path.exists():
-        data = json.loads(path.read_text())
-        return ProofResult(**data, cached=True)
+    inputs = _cache_inputs(op) if use_cache else ""
+    payload = cache.load(path, "proof", inputs, validate=_valid_proof(op)) if use_cache else None
+    if payload is not None:
+        return ProofResult(**json.loads(payload), cached=True)
     result = _prove_fresh(op)
     if use_cache:
-        data = {k: getattr(result, k) for k in ("op", "sizes", "generic", "invariants", "seconds")}
-        write_text(path, json.dumps(data))
+        data = {k: getattr(result, k) for k in _FIELDS}
+        cache.store(path, "proof", inputs, json.dumps(data).encode("utf-8"))
     return result

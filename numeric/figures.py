@@ -1,7 +1,6 @@
 """Report figures (matplotlib, Agg, PNG with fixed metadata so the same data gives the same bytes)."""
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 from pathlib import Path
@@ -12,7 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import LogLocator, NullLocator  # noqa: E402
 
-from derive.proof import cache_dir  # noqa: E402
+from derive import cache  # noqa: E402
+from derive.cache import cache_dir  # noqa: E402
 
 from derive.atomic import write_bytes  # noqa: E402
 from .thresholds import precision_bits  # noqa: E402
@@ -35,16 +35,21 @@ def error_curves(series: dict, dtypes, *, xlabel: str, title: str, path: Path, v
     ``series`` maps a label to ``{dtype: [(x, summary), …]}``.  Points where some output was inf/nan
     are drawn as an × on the dtype's precision line (every bit lost).  ``vlines`` maps a dtype to
     [(x, label)] reference lines (thresholds).  The PNG is cached by its inputs, this module's source
-    and matplotlib's version, so an unchanged figure is not drawn again.
+    and matplotlib's version (:mod:`derive.cache`), so an unchanged figure is not drawn again.
     """
-    key = hashlib.sha256(repr((series, tuple(dtypes), xlabel, title, vlines, FIGURE_DPI, matplotlib.__version__,
-                               Path(__file__).read_bytes())).encode()).hexdigest()[:32]
-    cached = cache_dir() / "figures" / f"{key}.png"
-    if cached.exists():
-        write_bytes(path, cached.read_bytes())
-        return
-    write_bytes(path, _draw(series, dtypes, xlabel=xlabel, title=title, vlines=vlines))
-    write_bytes(cached, path.read_bytes())
+    inputs = repr((series, tuple(dtypes), xlabel, title, vlines, FIGURE_DPI, matplotlib.__version__,
+                   Path(__file__).read_bytes()))
+    cached = cache_dir() / "figures" / f"{cache.inputs_digest('figure', inputs)[:32]}.json"
+    png = cache.load(cached, "figure", inputs, validate=_is_png)
+    if png is None:
+        png = _draw(series, dtypes, xlabel=xlabel, title=title, vlines=vlines)
+        cache.store(cached, "figure", inputs, png)
+    write_bytes(path, png)
+
+
+def _is_png(data: bytes) -> bool:
+    """A whole PNG: the signature, then chunks up to IEND."""
+    return data.startswith(b"\x89PNG\r\n\x1a\n") and data.endswith(b"IEND\xaeB`\x82") and len(data) > 100
 
 
 def _draw(series, dtypes, *, xlabel, title, vlines) -> bytes:
