@@ -1,23 +1,20 @@
 """gradaudit.derive — symbolic half: ops, formulations, derivations, proofs, lambdified kernels.
 
-Never imports ``numeric``.  Adding an op means one module under ``derive/ops`` and one entry in ``OPS``.
+Never imports ``numeric``.  An op is defined with :func:`define_op` (a forward definition plus
+formulations, invariants and known mistakes) and :func:`define_backward` (its vector–Jacobian product,
+derived by reverse mode), then made known with :func:`register` — the built-in families in
+``derive/ops`` and a user's ``--ops FILE.py`` alike.
 """
 from .codegen import Kernel, source_code
-from .op import Op
-from .ops.batchnorm import BATCHNORM, BATCHNORM_BACKWARD
-from .ops.cross_entropy import CROSS_ENTROPY, CROSS_ENTROPY_BACKWARD
-from .ops.softmax import SOFTMAX, SOFTMAX_BACKWARD, SOFTMAX_JACOBIAN
+from .define import define_backward, define_op, invariant, mistake
+from .op import DerivationStep, GenericClaim, Invariant, Mistake, Op, Param
+from .program import Delta, Elementwise, Formulation, Input, OneHot, Reduce, Relabel, value_symbol
 from .proof import ProofResult, is_zero, prove_op
+from .registry import OPS, families, get_op, load_ops, register, register_parametric
 
-__all__ = ["OPS", "get_op", "Op", "Kernel", "source_code", "prove_op", "ProofResult", "is_zero"]
+__all__ = ["OPS", "get_op", "register", "register_parametric", "load_ops", "families", "define_op",
+           "define_backward", "invariant", "mistake", "Op", "Param", "Mistake", "Invariant", "DerivationStep",
+           "GenericClaim", "Input", "Elementwise", "Reduce", "Relabel", "Delta", "OneHot", "Formulation",
+           "value_symbol", "Kernel", "source_code", "prove_op", "ProofResult", "is_zero"]
 
-#: Every op gradaudit knows, by name, in the order reports list them.
-OPS: dict[str, Op] = {op.name: op for op in (SOFTMAX, SOFTMAX_JACOBIAN, SOFTMAX_BACKWARD, CROSS_ENTROPY,
-                                            CROSS_ENTROPY_BACKWARD, BATCHNORM, BATCHNORM_BACKWARD)}
-
-
-def get_op(name: str) -> Op:
-    """The op called ``name``; ``ValueError`` naming the known ops otherwise."""
-    if not isinstance(name, str) or name not in OPS:
-        raise ValueError(f"op must be one of {', '.join(OPS)}; got {name!r}")
-    return OPS[name]
+from .ops import builtin as _builtin  # noqa: E402,F401  (registers the built-in families)

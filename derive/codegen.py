@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import inspect
 import math
+from functools import lru_cache
 
 import numpy as np
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import MpmathPrinter
 
-from .program import Delta, Elementwise, Formulation, Reduce, Relabel, value_symbol
+from .program import Delta, Elementwise, Formulation, OneHot, Reduce, Relabel, value_symbol
 
 __all__ = ["Kernel", "source_code"]
 
@@ -64,9 +65,9 @@ def _ipow(x, n: int):
 
 
 def _lift_constants(expr: sp.Expr, table: dict) -> sp.Expr:
-    """Replace every non-integer number by a symbol ``const_i`` (recorded in ``table``), except the
-    exponent ±½, which the printer turns into ``sqrt``."""
-    if expr.is_Number and not expr.is_Integer:
+    """Replace every non-integer constant (a number, or a closed expression such as √(2/π)) by a symbol
+    ``const_i`` (recorded in ``table``), except the exponent ±½, which the printer turns into ``sqrt``."""
+    if (expr.is_Number or (expr.is_number and not expr.free_symbols)) and not expr.is_Integer:
         if expr not in table:
             table[expr] = sp.Symbol(f"const_{len(table)}")
         return table[expr]
@@ -102,7 +103,7 @@ class Kernel:
                     table: dict = {}
                     expr = _lift_constants(expr, table)
                     args += list(table.values())
-                    self.constants[step.name] = [float(c) for c in table]
+                    self.constants[step.name] = [float(sp.N(c, 30)) for c in table]
                 if backend == "numpy":
                     f = sp.lambdify(args, expr, modules="numpy", cse=True, printer=_DtypePreservingPrinter())
                 else:
@@ -133,8 +134,9 @@ class Kernel:
             for a, n in zip(inp.axes, np.shape(arr)):
                 lengths[a] = n
             env[inp.name] = self._full(arr, inp.axes)
-        dtype = next((np.asarray(a).dtype for a in arrays if np.ndim(a)), None)
-        size_args = [lengths[a] for a in form.sizes.values()]
+        dtype = next((np.asarray(a).dtype for a, inp in zip(arrays, form.inputs)
+                      if np.ndim(a) and not inp.integer), None)
+        size_args = [math.prod(lengths[a] for a in form.size_axes(s)) for s in form.sizes]
         if self.backend == "numpy":       # sizes enter as numbers of the working dtype (1/N must not be a Python float)
             size_args = [np.asarray(n, dtype=dtype) for n in size_args]
         for position, step in enumerate(form.steps):
@@ -167,6 +169,15 @@ class Kernel:
                 i, j = step.axes
                 eye = np.eye(lengths[i], dtype=dtype if self.backend == "numpy" else object)
                 env[step.name] = self._full(eye, (i, j))
+            elif isinstance(step, OneHot):          # class ids are always an input of the program
+                position = [i.name for i in form.inputs].index(step.arg)
+                ids = np.asarray(arrays[position])
+                if ids.dtype == object:          # ids passed as engine numbers: exact small integers
+                    ids = np.frompyfunc(lambda t: int(float(t.mid() if hasattr(t, "mid") else t)), 1, 1)(ids)
+                ids = ids.astype(np.int64)
+                eye = np.eye(lengths[step.axis], dtype=dtype if self.backend == "numpy" else np.int64)
+                hot = eye[ids] if self.backend == "numpy" else eye[ids].astype(object)
+                env[step.name] = self._full(hot, (*form.inputs[position].axes, step.axis))
         outs = []
         for name in form.outputs:
             shape = tuple(lengths[a] for a in self.axes[name])
@@ -178,14 +189,26 @@ class Kernel:
         return tuple(outs)
 
 
+_CONSTANT_BITS = 1 << 15      # π and e for the ball / MPFR engines: beyond any working precision used
+
+
+@lru_cache(maxsize=None)
 def _gmpy2_namespace() -> dict:
     import gmpy2
-    return {"exp": gmpy2.exp, "log": gmpy2.log, "sqrt": gmpy2.sqrt, "mpf": gmpy2.mpfr}
+    with gmpy2.context(gmpy2.get_context(), precision=_CONSTANT_BITS):
+        pi, e = gmpy2.const_pi(), gmpy2.exp(1)
+    return {"exp": gmpy2.exp, "log": gmpy2.log, "sqrt": gmpy2.sqrt, "mpf": gmpy2.mpfr, "fabs": abs,
+            "log1p": gmpy2.log1p, "tanh": gmpy2.tanh, "pi": pi, "e": e, "E": e}
 
 
+@lru_cache(maxsize=None)
 def _arb_namespace() -> dict:
+    import flint
     from flint import arb
-    return {"exp": arb.exp, "log": arb.log, "sqrt": arb.sqrt, "mpf": arb, "fabs": abs, "_ipow": _ipow}
+    with flint.ctx.workprec(_CONSTANT_BITS):
+        pi, e = arb.pi(), arb(1).exp()
+    return {"exp": arb.exp, "log": arb.log, "sqrt": arb.sqrt, "mpf": arb, "fabs": abs, "_ipow": _ipow,
+            "log1p": arb.log1p, "tanh": arb.tanh, "pi": pi, "e": e, "E": e}
 
 
 _NAMESPACES = {"gmpy2": _gmpy2_namespace, "arb": _arb_namespace}
@@ -200,7 +223,7 @@ def _last_uses(form: Formulation) -> dict[int, list[str]]:
     for position, step in enumerate(form.steps):
         if isinstance(step, Elementwise):
             reads = form.free_names(step)
-        elif isinstance(step, (Reduce, Relabel)):
+        elif isinstance(step, (Reduce, Relabel, OneHot)):
             reads = [step.arg]
         else:
             reads = []
@@ -219,7 +242,7 @@ def source_code(form: Formulation) -> str:
     kernel = Kernel(form, "numpy")
     lines = [f"# {form.name}: {form.summary}",
              "# arrays carry one dimension per axis of " + repr(form.axis_order) + " (length 1 where constant)"]
-    lines += [f"{size} = dtype.type(len_{axis})" for size, axis in form.sizes.items()]
+    lines += [f"{size} = dtype.type({' * '.join('len_' + a for a in form.size_axes(size))})" for size in form.sizes]
     for step in form.steps:
         if isinstance(step, Elementwise):
             src = inspect.getsource(kernel.functions[step.name]).strip().splitlines()
@@ -247,5 +270,7 @@ def source_code(form: Formulation) -> str:
             lines.append(f"{step.name} = {expr}  # relabel {dict(step.mapping)}")
         elif isinstance(step, Delta):
             lines.append(f"{step.name} = numpy.eye(len_{step.axes[0]}, dtype=dtype)  # Kronecker delta over {step.axes}")
+        elif isinstance(step, OneHot):
+            lines.append(f"{step.name} = numpy.eye(len_{step.axis}, dtype=dtype)[{step.arg}]  # one-hot rows of class ids")
     lines.append("return " + ", ".join(form.outputs))
     return "\n".join(lines)

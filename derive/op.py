@@ -8,7 +8,7 @@ import sympy as sp
 
 from .program import Formulation, Input
 
-__all__ = ["Op", "Invariant", "DerivationStep", "GenericClaim"]
+__all__ = ["Op", "Invariant", "DerivationStep", "GenericClaim", "Mistake", "Param"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,44 @@ class Invariant:
 
 
 @dataclass(frozen=True)
+class Mistake:
+    """A known wrong way to compute an op, kept to name a user's bug.
+
+    ``formulation`` computes the op's outputs the wrong way (same inputs); the proofs check that it
+    *differs* from the truth.  ``message`` is what the checker tells a user whose output matches it.
+    """
+    name: str
+    message: str
+    formulation: Formulation
+
+
+@dataclass(frozen=True)
+class Param:
+    """A convention of a parametric op: its name, default, allowed values (``choices``) or type."""
+    name: str
+    default: object
+    choices: tuple = ()
+    kind: type = str
+    doc: str = ""
+
+    def parse(self, value):
+        """``value`` (possibly the text of ``--param name=value``) as this parameter's type, validated."""
+        if isinstance(value, str) and self.kind is not str:
+            try:
+                value = self.kind(value)
+            except ValueError:
+                raise ValueError(f"parameter {self.name!r} must be a {self.kind.__name__}; got {value!r}") from None
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.kind) or isinstance(value, bool):
+            raise ValueError(f"parameter {self.name!r} must be a {self.kind.__name__}; got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ValueError(f"parameter {self.name!r} must be one of {', '.join(map(repr, self.choices))}; "
+                             f"got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
 class Op:
     """An op: fixed signature, a forward definition, and formulations proved equal to it.
 
@@ -55,6 +93,11 @@ class Op:
     itself, or the closed form proved equal to the brute-force derivative of it.
     ``definition(lengths, inputs)`` returns the brute-force outputs (SymPy ``diff`` of the forward
     definition) as ``{output name: {index: expr}}`` for concrete axis lengths.
+
+    Ops made by :func:`derive.define_op` also carry ``params`` (the conventions this instance was built
+    with, e.g. ``{"reduction": "mean"}``), ``base`` (the op's name without them), ``grad_of`` (for a
+    backward op: the forward op it differentiates), ``mistakes`` and ``domain`` (hints for the numeric
+    side: axis-length ranges and magnitudes to draw inputs from).
     """
     name: str
     family: str
@@ -72,6 +115,19 @@ class Op:
                                     # its rounding model sets what a correct implementation may err by
     accurate: str = ""              # formulation whose float64 derivatives (κ) are accurate ("" = stable)
     independent_axis: str = "b"     # slices along this axis never interact (rows of z, columns of x)
+    mistakes: tuple[Mistake, ...] = ()
+    params: dict = field(default_factory=dict)
+    param_specs: tuple[Param, ...] = ()
+    base: str = ""
+    grad_of: str = ""               # the forward op whose vector–Jacobian product this op is
+    backward: str = ""              # the backward op of this (forward) op
+    domain: dict = field(default_factory=dict)
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def __eq__(self, other):
+        return isinstance(other, Op) and other.name == self.name
 
     @property
     def stable_formulation(self) -> Formulation:
@@ -85,8 +141,14 @@ class Op:
     def reference(self) -> Formulation:
         return next(iter(self.formulations.values()))
 
+    @property
+    def base_name(self) -> str:
+        return self.base or self.name
+
     def signature(self) -> str:
         def shape(i):
+            if i.integer:
+                return "(" + ",".join(a.upper() for a in i.axes) + f") int in [0, {i.classes.upper()})"
             return "(" + ",".join(a.upper() if a not in ("i", "j") else "K" for a in i.axes) + ")" if i.axes else "scalar"
         ins = ", ".join(f"{i.name} {shape(i)}" for i in self.inputs)
         outs = ", ".join(f"{o.name} {shape(o)}" for o in self.outputs)

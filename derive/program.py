@@ -8,10 +8,12 @@ a per-row sum has ``("b",)``, the loss has ``()``.  A step is one of
 * :class:`Reduce` — ``sum`` / ``mean`` / ``max`` of one value over some of its axes;
 * :class:`Relabel` — the same numbers seen under other axis labels (``s`` over ``k`` read as ``s_i``
   over ``i``), which is how outer products such as the softmax Jacobian are written;
-* :class:`Delta` — the Kronecker delta over two axes of equal length.
+* :class:`Delta` — the Kronecker delta over two axes of equal length;
+* :class:`OneHot` — 0/1 indicators of integer class ids along one axis (labels given as ids).
 
 Nothing is expanded per element, so the same program runs symbolically for K = 3 and numerically for
-K = 1000.  Sizes of axes enter expressions as integer symbols (``N`` for the batch of batch-norm).
+K = 1000.  Sizes of axes enter expressions as integer symbols (``N`` for the batch of batch-norm; a
+size may count several axes, ``{"N": ("n", "h", "w")}``, the number of elements a statistic averages).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Union
 
 import sympy as sp
 
-__all__ = ["Input", "Elementwise", "Reduce", "Relabel", "Delta", "Formulation", "value_symbol"]
+__all__ = ["Input", "Elementwise", "Reduce", "Relabel", "Delta", "OneHot", "Formulation", "value_symbol", "ROLES"]
 
 
 def value_symbol(name: str) -> sp.Symbol:
@@ -28,12 +30,45 @@ def value_symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
 
 
+#: What an input holds, which decides how ``numeric`` draws it (strategies, edge cases, sweeps):
+ROLES = {
+    "logits": "real values with a common offset and a spread (softmax inputs, pre-activations)",
+    "labels": "non-negative rows along the last axis summing to 1 (soft, smoothed or one-hot)",
+    "onehot": "one-hot rows along the last axis",
+    "index": "integer class ids in [0, length of ``classes``)",
+    "upstream": "an upstream gradient dy, entries in [−1, 1]",
+    "activations": "data whose statistics are taken over every axis but the op's independent axis",
+    "weight": "a per-feature scale or shift (γ, β), entries in [−2, 2]",
+    "eps": "a small non-negative scalar added to a variance",
+    "temperature": "a positive scalar dividing logits",
+    "fraction": "a scalar in [0, 1] (momentum, smoothing)",
+    "output": "an op's output (not drawn)",
+}
+
+
 @dataclass(frozen=True)
 class Input:
-    """A named input of an op: ``axes=()`` for a scalar such as batch-norm's ``eps``."""
+    """A named input (or output) of an op: ``axes=()`` for a scalar such as batch-norm's ``eps``.
+
+    ``role`` (see :data:`ROLES`) says what it holds; ``classes`` names the axis whose length bounds the
+    ids of an integer ``"index"`` input.
+    """
     name: str
     axes: tuple[str, ...]
     doc: str = ""
+    role: str = ""
+    classes: str = ""
+
+    def __post_init__(self):
+        if self.role and self.role not in ROLES:
+            raise ValueError(f"Input {self.name!r}: role must be one of {', '.join(ROLES)}; got {self.role!r}")
+        if (self.role == "index") != bool(self.classes):
+            raise ValueError(f"Input {self.name!r}: an 'index' input names its classes axis, and only it")
+
+    @property
+    def integer(self) -> bool:
+        """True for integer class ids (not differentiable)."""
+        return self.role == "index"
 
 
 @dataclass(frozen=True)
@@ -71,7 +106,16 @@ class Delta:
     note: str = ""
 
 
-Step = Union[Elementwise, Reduce, Relabel, Delta]
+@dataclass(frozen=True)
+class OneHot:
+    """``name[…, c] = 1 if arg[…] == c else 0`` — integer class ids as indicator rows along ``axis``."""
+    name: str
+    arg: str
+    axis: str
+    note: str = ""
+
+
+Step = Union[Elementwise, Reduce, Relabel, Delta, OneHot]
 
 
 @dataclass(frozen=True)
@@ -95,6 +139,11 @@ class Formulation:
     def size_symbol(self, name: str) -> sp.Symbol:
         """The symbol an expression uses for the length of axis ``self.sizes[name]``."""
         return value_symbol(name)
+
+    def size_axes(self, name: str) -> tuple[str, ...]:
+        """The axes whose lengths multiply to size ``name``."""
+        axes = self.sizes[name]
+        return (axes,) if isinstance(axes, str) else tuple(axes)
 
     def axes(self) -> dict[str, tuple[str, ...]]:
         """Axis labels of every value (inputs and steps), in canonical order; validates the program."""
@@ -125,6 +174,10 @@ class Formulation:
                 known[step.name] = canon([rename.get(a, a) for a in known[step.arg]])
             elif isinstance(step, Delta):
                 known[step.name] = canon(step.axes)
+            elif isinstance(step, OneHot):
+                if step.arg not in known:
+                    raise ValueError(f"{self.name}: step {step.name!r} reads undefined {step.arg!r}")
+                known[step.name] = canon([*known[step.arg], step.axis])
         for out in self.outputs:
             if out not in known:
                 raise ValueError(f"{self.name}: output {out!r} is never computed")

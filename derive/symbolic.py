@@ -10,19 +10,22 @@ import itertools
 
 import sympy as sp
 
-from .program import Delta, Elementwise, Formulation, Reduce, Relabel, value_symbol
+import math
+
+from .program import Delta, Elementwise, Formulation, OneHot, Reduce, Relabel, value_symbol
 
 __all__ = ["input_symbols", "run_symbolic"]
 
 Values = dict[str, dict[tuple[int, ...], sp.Expr]]
 
 
-def input_symbols(name: str, axes: tuple[str, ...], lengths: dict[str, int]) -> dict:
-    """Real symbols ``name_i_j`` for every element of an input with the given axes."""
+def input_symbols(name: str, axes: tuple[str, ...], lengths: dict[str, int], *, integer: bool = False) -> dict:
+    """Real symbols ``name_i_j`` for every element of an input with the given axes (integer ones for
+    class ids: proofs enumerate their values, see :func:`derive.proof`)."""
     out = {}
     for idx in itertools.product(*(range(lengths[a]) for a in axes)):
         label = "_".join([name, *map(str, idx)]) if idx else name
-        out[idx] = sp.Symbol(label, real=True)
+        out[idx] = sp.Symbol(label, integer=True) if integer else sp.Symbol(label, real=True)
     return out
 
 
@@ -36,7 +39,7 @@ def run_symbolic(form: Formulation, lengths: dict[str, int], inputs: Values | No
     for inp in form.inputs:
         if inp.name not in values:
             values[inp.name] = input_symbols(inp.name, axes[inp.name], lengths)
-    sizes = {form.size_symbol(s): lengths[a] for s, a in form.sizes.items()}
+    sizes = {form.size_symbol(s): math.prod(lengths[a] for a in form.size_axes(s)) for s in form.sizes}
 
     def grid(labels):
         return itertools.product(*(range(lengths[a]) for a in labels))
@@ -81,4 +84,13 @@ def run_symbolic(form: Formulation, lengths: dict[str, int], inputs: Values | No
             values[step.name] = result
         elif isinstance(step, Delta):
             values[step.name] = {idx: sp.Integer(int(idx[0] == idx[1])) for idx in grid(out_axes)}
+        elif isinstance(step, OneHot):
+            arg_axes = axes[step.arg]
+            result = {}
+            for idx in grid(out_axes):
+                at = dict(zip(out_axes, idx))
+                label = values[step.arg][tuple(at[a] for a in arg_axes)]
+                result[idx] = (sp.Integer(int(label == at[step.axis])) if isinstance(label, (int, sp.Integer))
+                               else sp.KroneckerDelta(label, at[step.axis]))
+            values[step.name] = result
     return values

@@ -24,6 +24,9 @@ def check_arguments(op: Op, args: tuple, dtype: np.dtype) -> list:
     out = []
     for inp, arg in zip(op.inputs, args):
         arr = np.asarray(arg)
+        if inp.integer:
+            out.append(_class_ids(inp, arr))
+            continue
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or arr.dtype.kind == "V"
                                        or str(arr.dtype) == "bfloat16"):
             if arr.dtype.kind in "iub":
@@ -49,4 +52,26 @@ def check_arguments(op: Op, args: tuple, dtype: np.dtype) -> list:
                                  f"{axis.upper()} = {seen}")
             lengths.setdefault(axis, (n, inp.name))
         out.append(arr.astype(dtype, copy=False))
+    for inp, arr in zip(op.inputs, out):
+        if inp.integer:
+            for axis, n in zip(inp.axes, arr.shape):
+                if axis in lengths and lengths[axis][0] != n:
+                    raise ValueError(f"argument {inp.name!r} has {axis.upper()} = {n} but {lengths[axis][1]!r} has "
+                                     f"{axis.upper()} = {lengths[axis][0]}")
+            classes = lengths.get(inp.classes, (None,))[0]
+            if classes is not None and arr.size and (arr.min() < 0 or arr.max() >= classes):
+                raise ValueError(f"argument {inp.name!r} holds class ids in [0, {classes}); got values from "
+                                 f"{arr.min()} to {arr.max()}")
     return out
+
+
+def _class_ids(inp, arr: np.ndarray) -> np.ndarray:
+    """Integer class ids of shape ``inp.axes`` (floats that are whole numbers are accepted)."""
+    if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"argument {inp.name!r} must hold integer class ids; got an array of {arr.dtype}")
+    if arr.ndim != len(inp.axes):
+        raise ValueError(f"argument {inp.name!r} must have shape {_shape_text(inp)} ({len(inp.axes)} dimensions); "
+                         f"got shape {arr.shape}")
+    return arr.astype(np.int64, copy=False)

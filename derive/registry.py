@@ -1,0 +1,142 @@
+"""The open set of ops: built-in families and users' ops, by name, with their conventions.
+
+An op is registered either as a plain :class:`~derive.op.Op` or as a *parametric* op: a builder that
+takes conventions (``reduction="mean"``, ``correction=1``…) and returns the op they define.  Each
+instance is named by its base name and the conventions that differ from the defaults, in a canonical
+form — ``cross_entropy[labels=index,reduction=mean]`` — so every consumer that looks ops up by name
+(kernels, references, caches, reports) keeps working, and ``get_op`` accepts that name back.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .op import Op, Param
+
+__all__ = ["OPS", "register", "register_parametric", "get_op", "op_name", "load_ops", "parametric_spec",
+           "families"]
+
+#: Every op by name, in registration order (parametric ops with their default conventions).
+OPS: dict[str, Op] = {}
+_BUILDERS: dict[str, tuple[Callable, tuple[Param, ...]]] = {}
+_INSTANCES: dict[str, Op] = {}
+_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[(.*)\])?$")
+
+
+def register(*ops: Op, replace: bool = False) -> None:
+    """Make ``ops`` known by name.  A name already taken raises unless ``replace``."""
+    for op in ops:
+        if not isinstance(op, Op):
+            raise TypeError(f"register takes Op objects (from derive.define_op); got {type(op).__name__}")
+        if not replace and op.name in OPS and OPS[op.name] is not op:
+            raise ValueError(f"an op named {op.name!r} is already registered")
+        OPS[op.name] = op
+        _INSTANCES[op.name] = op
+
+
+def register_parametric(base: str, builder: Callable[..., Op], params: tuple[Param, ...], *,
+                        replace: bool = False) -> Op:
+    """Register ``builder(**conventions) -> Op`` under ``base``; returns (and lists) the default instance."""
+    if not replace and base in _BUILDERS:
+        raise ValueError(f"a parametric op named {base!r} is already registered")
+    _BUILDERS[base] = (builder, tuple(params))
+    for key in [k for k in _INSTANCES if k == base or k.startswith(base + "[")]:
+        del _INSTANCES[key]
+    default = get_op(base)
+    OPS[base] = default
+    return default
+
+
+def parametric_spec(base: str) -> tuple[Param, ...]:
+    """The conventions op ``base`` accepts (empty for a plain op)."""
+    return _BUILDERS[base][1] if base in _BUILDERS else ()
+
+
+def op_name(base: str, params: dict) -> str:
+    """Canonical name of ``base`` with ``params`` (those equal to their defaults left out)."""
+    specs = {p.name: p for p in parametric_spec(base)}
+    shown = {k: v for k, v in params.items() if k in specs and v != specs[k].default}
+    if not shown:
+        return base
+    return base + "[" + ",".join(f"{k}={shown[k]}" for k in sorted(shown)) + "]"
+
+
+def _parse_name(name: str) -> tuple[str, dict]:
+    match = _NAME.match(name.strip()) if isinstance(name, str) else None
+    if not match:
+        raise ValueError(f"op must be an op name such as 'softmax' or 'cross_entropy[reduction=mean]'; got {name!r}")
+    base, inside = match.group(1), match.group(2)
+    params = {}
+    if inside:
+        for part in inside.split(","):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"op {name!r}: expected name=value inside [...]; got {part!r}")
+            params[key.strip()] = value.strip()
+    return base, params
+
+
+def get_op(name, **params) -> Op:
+    """The op called ``name`` (an :class:`Op` is returned as it is), with conventions ``params``.
+
+    ``get_op("cross_entropy", reduction="mean")`` and ``get_op("cross_entropy[reduction=mean]")`` are the
+    same op.  Unknown names, unknown conventions and bad values raise ``ValueError`` naming them.
+    """
+    if isinstance(name, Op):
+        if params:
+            return get_op(name.base_name, **{**name.params, **params})
+        return name
+    if isinstance(name, str) and not params and name in _INSTANCES:
+        return _INSTANCES[name]
+    base, given = _parse_name(name) if isinstance(name, str) else (None, {})
+    if base is None or (base not in _BUILDERS and base not in OPS):
+        raise ValueError(f"op must be one of {', '.join(OPS)}; got {name!r}")
+    given.update(params)
+    if base not in _BUILDERS:
+        if given:
+            raise ValueError(f"op {base!r} takes no conventions; got {', '.join(given)}")
+        return OPS[base]
+    builder, specs = _BUILDERS[base]
+    known = {p.name: p for p in specs}
+    bad = [k for k in given if k not in known]
+    if bad:
+        raise ValueError(f"op {base!r} has no convention {bad[0]!r}; it takes {', '.join(known) or 'none'}")
+    values = {p.name: p.parse(given[p.name]) if p.name in given else p.default for p in specs}
+    key = op_name(base, values)
+    if key not in _INSTANCES:
+        _INSTANCES[key] = builder(**values)
+        if _INSTANCES[key].name != key:
+            raise ValueError(f"builder of {base!r} named its op {_INSTANCES[key].name!r}, expected {key!r} "
+                             "(use derive.define_op(..., params=...) inside the builder)")
+    return _INSTANCES[key]
+
+
+def families() -> dict[str, tuple[str, ...]]:
+    """Family name → names of its registered ops, in registration order."""
+    out: dict[str, list[str]] = {}
+    for op in OPS.values():
+        out.setdefault(op.family, []).append(op.name)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def load_ops(path) -> list[str]:
+    """Import a user's Python file that defines and registers ops; returns the names it added.
+
+    The file is executed as a module (like ``import``): it calls :func:`register` /
+    :func:`register_parametric` (or :func:`derive.define_op` with ``register=True``).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"ops file not found: {path}")
+    before = set(OPS)
+    name = f"gradaudit_ops_{file.stem}_{abs(hash(str(file.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return [n for n in OPS if n not in before]
