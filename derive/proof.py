@@ -17,6 +17,7 @@ second run costs a file read.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from dataclasses import dataclass
@@ -74,8 +75,49 @@ def _normal_form(expr: sp.Expr) -> tuple[sp.Expr, dict]:
     return expr, roots
 
 
+def _prepare(expr: sp.Expr) -> sp.Expr:
+    """Functions the normal form does not know, in terms of ``exp``/``log``: ``tanh(u)`` →
+    ``(e^{2u} − 1)/(e^{2u} + 1)``, ``log1p(u)`` → ``log(1 + u)``; floats as exact rationals; π, e and
+    similar constants (and rationals with huge denominators) as positive symbols — an identity proved
+    for every value of a constant holds for its value."""
+    from sympy.codegen.cfunctions import log1p
+
+    expr = expr.replace(lambda e: isinstance(e, sp.tanh), lambda e: 1 - 2 / (sp.exp(2 * e.args[0]) + 1))
+    expr = expr.replace(lambda e: isinstance(e, log1p), lambda e: sp.log(1 + e.args[0]))
+    swap = {}
+    for atom in expr.atoms(sp.Float):
+        exact = sp.Rational(float(atom))
+        swap[atom] = exact if exact.q <= 1 << 20 else sp.Symbol(f"c_{abs(hash(atom)) % 10**8}", positive=atom > 0)
+    for atom in expr.atoms(sp.NumberSymbol):
+        swap[atom] = sp.Symbol(f"c_{atom}", positive=True)
+    for atom in expr.atoms(sp.Rational):
+        if atom.q > 1 << 20:
+            swap[atom] = sp.Symbol(f"c_{atom.p}_{atom.q}", positive=atom > 0)
+    return expr.xreplace(swap) if swap else expr
+
+
+def _sign_cases(expr: sp.Expr) -> list[sp.Expr]:
+    """``expr`` split into one case per sign of each symbol under ``Abs`` (|z| → z with z ≥ 0, −z with
+    z ≤ 0, by z = ±p, p > 0); ``[expr]`` when there is none.  An ``Abs`` of anything but a plain symbol
+    stays (and the proof fails unless it cancels)."""
+    symbols = sorted({a.args[0] for a in expr.atoms(sp.Abs) if a.args[0].is_Symbol}, key=str)
+    if not symbols:
+        return [expr]
+    cases = []
+    for signs in itertools.product((1, -1), repeat=len(symbols)):
+        cases.append(expr.xreplace({s: sign * sp.Symbol(f"{s.name}_abs", positive=True)
+                                    for s, sign in zip(symbols, signs)}))
+    return cases
+
+
 def is_zero(expr: sp.Expr) -> bool:
     """True when ``expr`` is identically zero (on the real domain where exps and roots are positive)."""
+    return all(_is_zero_case(case) for case in _sign_cases(_prepare(sp.sympify(expr))))
+
+
+def _is_zero_case(expr: sp.Expr) -> bool:
+    if expr == 0:
+        return True
     rational, roots = _normal_form(expr)
     numerator = sp.numer(sp.cancel(sp.together(rational)))
     for gen, (base, q) in roots.items():
@@ -91,13 +133,15 @@ class ProofResult:
     generic: list          # [{"statement":…, "proved": bool, "setting":…}]
     invariants: list       # [{"name":…, "sizes":[…], "proved": bool}]
     seconds: float
+    mistakes: list = None  # [{"name":…, "differs": bool}]: each known mistake shown to differ from the truth
     cached: bool = False
 
     @property
     def proved(self) -> bool:
         return (all(r["proved"] for rs in self.sizes.values() for r in rs)
                 and all(g["proved"] for g in self.generic)
-                and all(i["proved"] for i in self.invariants))
+                and all(i["proved"] for i in self.invariants)
+                and all(m["differs"] for m in self.mistakes or ()))
 
 
 def cache_dir() -> Path:
@@ -107,11 +151,12 @@ def cache_dir() -> Path:
 
 def _cache_inputs(op: Op) -> str:
     """The text a proof depends on: SymPy's version and every expression proved."""
-    parts = [sp.__version__, op.name, repr(op.proof_lengths)]
+    parts = [sp.__version__, repr(_FIELDS), op.name, repr(op.proof_lengths)]
     for name, form in op.formulations.items():
         parts.append(name + repr(form.steps))
     parts += [repr(g.lhs) + repr(g.rhs) + g.method for g in op.generic]
     parts += [repr(i.residual.steps) for i in op.invariants]
+    parts += [m.name + repr(m.formulation.steps) for m in op.mistakes]
     return "\n".join(parts)
 
 
@@ -119,7 +164,7 @@ def _cache_key(op: Op) -> str:
     return cache.inputs_digest("proof", _cache_inputs(op))[:24]
 
 
-_FIELDS = ("op", "sizes", "generic", "invariants", "seconds")
+_FIELDS = ("op", "sizes", "generic", "invariants", "seconds", "mistakes")
 
 
 def _valid_proof(op: Op):
@@ -132,6 +177,7 @@ def _valid_proof(op: Op):
                 and list(data["sizes"]) == list(op.formulations)
                 and all(len(rs) == len(op.proof_lengths) for rs in data["sizes"].values())
                 and len(data["generic"]) == len(op.generic) and len(data["invariants"]) == len(op.invariants)
+                and len(data["mistakes"]) == len(op.mistakes)
                 and all(isinstance(p, bool) for p in proved))
     return validate
 
@@ -140,17 +186,42 @@ def _entries_equal(a: dict, b: dict) -> bool:
     return all(is_zero(a[idx] - b[idx]) for idx in b)
 
 
+def _symbolic_inputs(op: Op, lengths: dict):
+    """Every assignment of symbolic inputs at ``lengths``: one with real symbols when the op has no
+    integer input, else one per combination of class ids (enumerated: ids select, they do not vary)."""
+    axes = op.reference.axes()
+    inputs = {i.name: input_symbols(i.name, axes[i.name], lengths) for i in op.inputs if not i.integer}
+    integer = [i for i in op.inputs if i.integer]
+    if not integer:
+        yield inputs
+        return
+    slots = [(i.name, idx) for i in integer for idx in input_symbols(i.name, axes[i.name], lengths)]
+    ranges = [range(lengths[next(i for i in integer if i.name == name).classes]) for name, _ in slots]
+    for values in itertools.product(*ranges):
+        ids = {i.name: {} for i in integer}
+        for (name, idx), value in zip(slots, values):
+            ids[name][idx] = sp.Integer(value)
+        yield {**inputs, **ids}
+
+
 def _prove_fresh(op: Op) -> ProofResult:
     start = time.perf_counter()
     sizes = {}
+    differs = {m.name: False for m in op.mistakes}
     for lengths in op.proof_lengths:
-        axes = op.reference.axes()
-        inputs = {i.name: input_symbols(i.name, axes[i.name], lengths) for i in op.inputs}
-        truth = op.definition(lengths, inputs)
-        for name, form in op.formulations.items():
-            got = run_symbolic(form, lengths, inputs)
-            ok = all(_entries_equal(got[o.name], truth[o.name]) for o in op.outputs)
-            sizes.setdefault(name, []).append({"lengths": lengths, "proved": ok})
+        ok = {name: True for name in op.formulations}
+        for inputs in _symbolic_inputs(op, lengths):
+            truth = op.definition(lengths, inputs)
+            for name, form in op.formulations.items():
+                if ok[name]:
+                    got = run_symbolic(form, lengths, inputs)
+                    ok[name] = all(_entries_equal(got[o.name], truth[o.name]) for o in op.outputs)
+            for m in op.mistakes:
+                if not differs[m.name]:
+                    got = run_symbolic(m.formulation, lengths, inputs)
+                    differs[m.name] = not all(_entries_equal(got[o.name], truth[o.name]) for o in op.outputs)
+        for name in op.formulations:
+            sizes.setdefault(name, []).append({"lengths": lengths, "proved": ok[name]})
     generic = [{"statement": g.statement, "setting": g.setting,
                 "proved": bool(is_zero(g.lhs - g.rhs) if g.method == "normal_form" else sp.simplify(g.lhs - g.rhs) == 0)}
                for g in op.generic]
@@ -158,16 +229,18 @@ def _prove_fresh(op: Op) -> ProofResult:
     for inv in op.invariants:
         proved_at = []
         for lengths in op.proof_lengths:
-            axes = op.reference.axes()
-            inputs = {i.name: input_symbols(i.name, axes[i.name], lengths) for i in op.inputs}
-            if inv.normalize:
-                inputs = inv.normalize(inputs)
-            outs = run_symbolic(op.reference, lengths, inputs)
-            res = run_symbolic(inv.residual, lengths, {**inputs, **{o.name: outs[o.name] for o in op.outputs}})
-            proved_at.append((lengths, all(is_zero(e) for e in res["r"].values())))
+            holds = True
+            for inputs in _symbolic_inputs(op, lengths):
+                if inv.normalize:
+                    inputs = inv.normalize(inputs)
+                outs = run_symbolic(op.reference, lengths, inputs)
+                res = run_symbolic(inv.residual, lengths, {**inputs, **{o.name: outs[o.name] for o in op.outputs}})
+                holds = holds and all(is_zero(e) for e in res["r"].values())
+            proved_at.append((lengths, holds))
         invariants.append({"name": inv.name, "latex": inv.latex,
                            "sizes": [l for l, _ in proved_at], "proved": all(ok for _, ok in proved_at)})
-    return ProofResult(op.name, sizes, generic, invariants, time.perf_counter() - start)
+    mistakes = [{"name": name, "differs": d} for name, d in differs.items()]
+    return ProofResult(op.name, sizes, generic, invariants, time.perf_counter() - start, mistakes)
 
 
 def prove_op(op: Op, *, use_cache: bool = True) -> ProofResult:
