@@ -1,0 +1,155 @@
+"""Where a formulation overflows, predicted from exact arithmetic, for one varied element.
+
+A step of a formulation returns ±inf in a dtype with p significand bits and largest exponent emax once the
+value it rounds reaches Ω = (2 − 2^-p)·2^emax, the midpoint between the largest float and 2^(emax+1)
+(round-to-nearest-even sends it up).  The *analytic* overflow set is the set of grid values v at which the
+exact value of some step (every elementwise and reduction step, on the dtype-rounded inputs with exact
+operations) has |·| ≥ Ω.  It is found without the dtype's kernels:
+
+1. every step in float64 at every grid value (vectorised; float64's range holds Ω of the narrow dtypes),
+2. each place where that predicate changes between neighbours re-decided at the nearby grid values in
+   256-bit mpmath, and the crossing point v* (|step(v*)| = Ω) bisected in the reals, e.g. the naive
+   softmax's e = exp(z) reaches Ω at z = ln Ω,
+3. the first grid value past v* computed from the dtype's own rounding (independent of the grid array).
+
+The measured set (points where the dtype's kernel returns inf/nan) is then compared with it, exactly.
+For float64 the analytic set is not computed (Ω lies beyond float64, so step 1 cannot see it).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import mpmath
+import numpy as np
+
+from derive import Kernel, get_op
+from derive.program import Elementwise, Reduce
+
+from ..dtypes import finfo, resolve_dtype
+from .chunk import _stack, _unit, batchable
+
+__all__ = ["overflow_bound", "analytic_overflow", "first_grid_value_above", "runs_of"]
+
+_BITS = 256
+_BISECTIONS = 90
+_BLOCK = 8192
+
+
+def overflow_bound(dtype) -> float:
+    """Ω = (2 − 2^-p)·2^emax: the smallest magnitude that rounds to inf in ``dtype``."""
+    info = finfo(dtype)
+    p = int(info.nmant) + 1
+    return (2.0 - 2.0 ** -p) * 2.0 ** int(info.maxexp - 1)
+
+
+def first_grid_value_above(x, dtype) -> float:
+    """The smallest float of ``dtype`` ≥ ``x`` (an mpmath number or float), from the dtype's own rounding:
+    round to nearest, then one code up if that fell below ``x``."""
+    dt = resolve_dtype(dtype)
+    ut = np.dtype(f"uint{8 * dt.itemsize}")
+    nearest = float(np.array(float(x), dtype=dt)) + 0.0
+    if mpmath.mpf(nearest) >= x:
+        return nearest
+    code = int(np.array(nearest, dtype=dt).view(ut))
+    code = code + 1 if nearest >= 0 else code - 1
+    return float(np.array(code, dtype=ut).view(dt)) + 0.0
+
+
+def runs_of(mask: np.ndarray) -> list[tuple[int, int]]:
+    padded = np.concatenate([[False], np.asarray(mask, bool), [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _watched(form):
+    """The formulation with every elementwise and reduction step as an output."""
+    names = tuple(st.name for st in form.steps if isinstance(st, (Elementwise, Reduce)))
+    return dataclasses.replace(form, outputs=names)
+
+
+class _Setting:
+    def __init__(self, plan, formulation):
+        self.op = get_op(plan["op"])
+        self.dtype = resolve_dtype(plan["dtype"])
+        base = [np.asarray(np.array(a, dtype=np.float64), dtype=self.dtype).astype(np.float64) for a in plan["inputs"]]
+        varied = [(p, tuple(i)) for p, i in plan["varied"]]
+        self.batch = batchable(self.op, [varied[0][0]])
+        self.unit, self.varied, _ = _unit(self.op, base, varied, self.batch)
+        self.form = _watched(self.op.formulations[formulation])
+        self.omega = overflow_bound(self.dtype)
+
+    def float64_predicate(self, values: np.ndarray) -> np.ndarray:
+        """Per grid value: some step's float64 value has |·| ≥ Ω (or is nan)."""
+        k = Kernel(self.form, "numpy")
+        axis = self.op.independent_axis
+        out = np.zeros(values.size, bool)
+        with np.errstate(all="ignore"):
+            if self.batch:
+                for s in range(0, values.size, _BLOCK):
+                    chunk = values[s:s + _BLOCK]
+                    n = chunk.size
+                    steps = k.run(*_stack(self.op, self.unit, self.varied, chunk[:, None]))
+                    for name, value in zip(self.form.outputs, steps):
+                        axes = k.axes[name]
+                        big = ~(np.abs(value) < self.omega)
+                        if axis in axes:
+                            out[s:s + n] |= np.moveaxis(big, axes.index(axis), 0).reshape(n, -1).any(axis=1)
+                        else:
+                            out[s:s + n] |= bool(big.any())
+            else:
+                p, idx = self.varied[0]
+                for i, v in enumerate(values):
+                    args = [a.copy() for a in self.unit]
+                    args[p][idx] = v
+                    out[i] = any(bool(np.any(~(np.abs(x) < self.omega))) for x in k.run(*args))
+        return out
+
+    def exact_predicate(self, v) -> tuple[bool, str]:
+        """(some step's exact value has |·| ≥ Ω at the real number v, the first such step)."""
+        p, idx = self.varied[0]
+        with mpmath.workprec(_BITS):
+            args = [np.asarray(np.frompyfunc(mpmath.mpf, 1, 1)(a), dtype=object) for a in self.unit]
+            args[p] = args[p].copy()
+            args[p][idx] = mpmath.mpf(v)
+            omega = mpmath.mpf(self.omega)
+            for name, value in zip(self.form.outputs, Kernel(self.form, "mpmath").run(*args)):
+                for x in np.asarray(value, dtype=object).ravel():
+                    if isinstance(x, mpmath.mpc):
+                        continue
+                    if abs(x) >= omega:
+                        return True, name
+        return False, ""
+
+
+def analytic_overflow(plan: dict, formulation: str, grid: np.ndarray) -> dict:
+    """{"mask": analytic overflow set on ``grid`` (bool array), "crossings": [{after, first, exact, step,
+    rising, independent_first}]} for one varied element (see the module doc)."""
+    setting = _Setting(plan, formulation)
+    mask = setting.float64_predicate(grid)
+    crossings = []
+    for i in np.flatnonzero(mask[:-1] != mask[1:]):
+        lo, hi = max(int(i) - 2, 0), min(int(i) + 3, grid.size - 1)
+        exact = {j: setting.exact_predicate(grid[j]) for j in range(lo, hi + 1)}
+        for j in range(lo, hi + 1):
+            mask[j] = exact[j][0]
+        for j in range(lo, hi):
+            if exact[j][0] == exact[j + 1][0]:
+                continue
+            rising = exact[j + 1][0]
+            a, b = mpmath.mpf(grid[j]), mpmath.mpf(grid[j + 1])
+            with mpmath.workprec(_BITS):
+                for _ in range(_BISECTIONS):
+                    mid = (a + b) / 2
+                    if setting.exact_predicate(mid)[0] == rising:
+                        b = mid
+                    else:
+                        a = mid
+                crossing = (a + b) / 2
+            step = exact[j + 1][1] if rising else exact[j][1]
+            crossings.append({"after": float(grid[j]), "first": float(grid[j + 1]), "exact": crossing,
+                              "step": step, "rising": rising,
+                              "independent_first": first_grid_value_above(crossing, setting.dtype)})
+    unique = {}
+    for c in crossings:
+        unique.setdefault(c["after"], c)
+    return {"mask": mask, "crossings": [unique[k] for k in sorted(unique)]}
