@@ -42,6 +42,7 @@ ROLES = {
     "eps": "a small non-negative scalar added to a variance",
     "temperature": "a positive scalar dividing logits",
     "fraction": "a scalar in [0, 1] (momentum, smoothing)",
+    "positive": "positive values of the scale of the data (running variances)",
     "output": "an op's output (not drawn)",
 }
 

@@ -1,10 +1,13 @@
 """Registers the built-in families, in the order reports list them."""
 from ..registry import register, register_parametric
 from . import cross_entropy as ce
-from .batchnorm import BATCHNORM, BATCHNORM_BACKWARD
+from . import batchnorm as bn
 from .softmax import SOFTMAX, SOFTMAX_BACKWARD, SOFTMAX_JACOBIAN
 
 register(SOFTMAX, SOFTMAX_JACOBIAN, SOFTMAX_BACKWARD)
 register_parametric("cross_entropy", ce.cross_entropy, ce.PARAMS)
 register_parametric("cross_entropy_backward", ce.cross_entropy_backward, ce.PARAMS)
-register(BATCHNORM, BATCHNORM_BACKWARD)
+register_parametric("batchnorm", bn.batchnorm, bn.PARAMS)
+register_parametric("batchnorm_backward", bn.batchnorm_backward, bn.PARAMS)
+register_parametric("batchnorm_running_stats", bn.batchnorm_running_stats, bn.RUNNING_PARAMS)
+register_parametric("batchnorm_eval", bn.batchnorm_eval, (bn.PARAMS[1],))
