@@ -1,0 +1,8 @@
+"""Engines answer "what is the exact value?" (see DESIGN.md).
+
+* :mod:`.arb_arrays`: python-flint ``arb`` balls, evaluated a whole array per step (numpy object
+  operators call arb's C methods directly), certified in one vectorised pass, results returned as
+  lazily converted ``mpmath.mpf`` elements.
+* :mod:`.fast`: float64 with a rigorous per-element error bound; what the bound cannot decide goes to
+  arb, and every run says how many elements took that slow path.
+"""

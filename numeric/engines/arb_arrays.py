@@ -1,0 +1,144 @@
+"""A formulation evaluated in python-flint ``arb`` ball arithmetic one whole array per step.
+
+``derive.Kernel(form, "arb")`` maps a lambdified Python function over every element (one Python frame per
+element and step).  Here each elementwise step is lambdified once over *arrays*: ``+ − × ÷`` on numpy
+object arrays call ``arb``'s C methods element by element, and ``exp``/``log``/``sqrt``/… are
+``numpy.frompyfunc`` wrappers of the ``arb`` methods, so no Python frame runs per element.  Steps that use
+a function outside :data:`FUNCTIONS` keep the kernel's per-element function.
+
+:func:`certify` decides every ball in one vectorised pass (radius ≤ 2^-83 |mid| by arb's relative accuracy,
+or the whole ball within ±2^-1080 of 0), and :func:`lazy_mpf` wraps the balls as ``mpmath.mpf`` elements
+whose digits (the ball's exact midpoint) are extracted only when first read.
+"""
+from __future__ import annotations
+
+import flint
+import mpmath
+import numpy as np
+import sympy as sp
+
+from derive import Kernel
+from derive.codegen import _PRINTER_SETTINGS, _BallPrinter, _ipow
+from derive.program import Elementwise, Formulation, value_symbol
+
+__all__ = ["array_kernel", "certify", "lazy_mpf", "LazyMpf", "FUNCTIONS"]
+
+arb = flint.arb
+
+#: SymPy function name → arb method, applied elementwise to object arrays.
+FUNCTIONS = {"exp": arb.exp, "log": arb.log, "sqrt": arb.sqrt, "erf": arb.erf, "erfc": arb.erfc,
+             "tanh": arb.tanh, "log1p": arb.log1p, "expm1": arb.expm1, "sin": arb.sin, "cos": arb.cos}
+
+
+def _namespace() -> dict:
+    ns = {name: np.frompyfunc(f, 1, 1) for name, f in FUNCTIONS.items()}
+    ns.update({"mpf": arb, "fabs": np.abs, "_ipow": _ipow})
+    return ns
+
+
+def _vectorisable(expr: sp.Expr) -> bool:
+    names = {type(f).__name__ for f in expr.atoms(sp.Function)}
+    return names <= {*FUNCTIONS, "Abs"}
+
+
+_KERNELS: dict = {}       # id(formulation) -> (formulation, kernel); the formulation is kept alive
+
+
+def array_kernel(form: Formulation) -> Kernel:
+    """``Kernel(form, "arb")`` whose elementwise steps run on whole object arrays of ``arb`` (compiled
+    once per formulation object)."""
+    cached = _KERNELS.get(id(form))
+    if cached is not None and cached[0] is form:
+        return cached[1]
+    kernel = Kernel(form, "arb")
+    namespace = _namespace()
+    for step in form.steps:
+        if isinstance(step, Elementwise) and _vectorisable(step.expr):
+            args = [value_symbol(n) for n in form.free_names(step)] + [form.size_symbol(s) for s in form.sizes]
+            kernel.functions[step.name] = sp.lambdify(args, step.expr, modules=[namespace], cse=True,
+                                                      printer=_BallPrinter(_PRINTER_SETTINGS))
+    _KERNELS[id(form)] = (form, kernel)
+    return kernel
+
+
+_accuracy = np.frompyfunc(arb.rel_accuracy_bits, 1, 1)
+_ZERO_LIMIT: dict = {}
+
+
+def _within(limit_bits: int):
+    if limit_bits not in _ZERO_LIMIT:
+        _ZERO_LIMIT[limit_bits] = arb(2) ** (-limit_bits)
+    return _ZERO_LIMIT[limit_bits]
+
+
+def certify(balls: np.ndarray, bits: int, zero_bits: int) -> np.ndarray | None:
+    """int8 states of an object array of balls: 1 certified (≥ ``bits`` + 1 bits of relative accuracy, so
+    radius ≤ 2^-bits |mid| whatever arb's rounding of that count), 2 within ±2^-``zero_bits`` of 0;
+    ``None`` as soon as one ball is neither (more precision needed)."""
+    balls = np.asarray(balls, dtype=object)
+    certified = np.asarray(_accuracy(balls) >= bits + 1, dtype=bool)
+    states = certified.astype(np.int8)
+    if certified.all():
+        return states
+    limit = _within(zero_bits)
+    for flat in np.flatnonzero(~certified):
+        idx = np.unravel_index(flat, balls.shape)
+        b = balls[idx]
+        if not (b.is_finite() and abs(b.mid()) + b.rad() <= limit):
+            return None
+        states[idx] = 2
+    return states
+
+
+_SLOT = mpmath.mpf._mpf_          # the slot descriptor that holds an mpf's (sign, man, exp, bc) tuple
+_make_mpf = mpmath.mp.make_mpf
+
+
+def _plain_mpf(value):
+    """An ordinary ``mpmath.mpf`` from an mpf tuple (what a :class:`LazyMpf` pickles and copies as)."""
+    return _make_mpf(value)
+
+
+class LazyMpf(mpmath.mpf):
+    """An ``mpmath.mpf`` equal to the exact midpoint of an ``arb`` ball, extracted on first use.
+
+    Behaves as an ``mpf`` everywhere (arithmetic, ``float``, comparisons, ``mpmath`` functions,
+    ``isinstance``); pickles and copies as a plain ``mpf``."""
+    __slots__ = ("_ball",)
+
+    @property
+    def _mpf_(self):
+        try:
+            return _SLOT.__get__(self)
+        except AttributeError:
+            value = self._ball.mid()._mpf_
+            _SLOT.__set__(self, value)
+            return value
+
+    @_mpf_.setter
+    def _mpf_(self, value):
+        _SLOT.__set__(self, value)
+
+    def __reduce__(self):
+        return (_plain_mpf, (self._mpf_,))
+
+
+_new = object.__new__
+
+
+def _lazy(ball):
+    element = _new(LazyMpf)
+    element._ball = ball
+    return element
+
+
+_lazy_map = np.frompyfunc(_lazy, 1, 1)
+ZERO = mpmath.mpf(0)
+
+
+def lazy_mpf(balls: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """Object array of :class:`LazyMpf` for the balls (exact ``mpf`` 0 where ``states`` is 2)."""
+    out = np.asarray(_lazy_map(np.asarray(balls, dtype=object)), dtype=object)
+    if (states == 2).any():
+        out[states == 2] = ZERO
+    return out
