@@ -25,7 +25,7 @@ from derive import get_op
 
 from .dtypes import finfo, resolve_dtype
 
-__all__ = ["logits", "labels", "upstream", "batchnorm_batches", "op_inputs"]
+__all__ = ["logits", "labels", "upstream", "batchnorm_batches", "op_inputs", "domain_of"]
 
 
 def _dtype(dtype):
@@ -156,34 +156,116 @@ def batchnorm_batches(*, dtype="float32", rows=(1, 64), features=(1, 8), max_mea
     return draw_batch()
 
 
-def op_inputs(op: str, *, dtype="float32", **limits) -> st.SearchStrategy:
-    """Argument tuples for ``op`` in ``dtype`` (the op's signature order).  ``limits`` go to
-    :func:`logits` (softmax and cross-entropy ops) or :func:`batchnorm_batches` (batch-norm ops)."""
+#: Legacy names of axis-length ranges, by the role of the op's first input: (range of the other axes,
+#: range of the independent axis) — ``batch``/``classes`` for logits, ``rows``/``features`` for activations.
+_LEGACY_SIZES = {"batch": "independent", "classes": "other", "rows": "other", "features": "independent"}
+_ROLE_LIMITS = ("max_abs", "max_spread", "max_mean", "max_var", "eps", "scale")
+
+
+def domain_of(op, dtype=None, **limits) -> dict:
+    """The op's domain (``op.domain`` merged with ``limits``), with every axis given a length range and,
+    when ``dtype`` is float16, activations narrowed so that x² stays finite (|x| ≤ √max / 8: no float16
+    implementation could compute a variance beyond)."""
+    the_op = get_op(op)
+    domain = {"max_abs": 1e4, "max_spread": 100.0, "max_mean": 1e4, "max_var": 1e8, **the_op.domain}
+    sizes = dict(domain.get("sizes", {}))
+    for key, value in limits.items():
+        if key in _LEGACY_SIZES:
+            which = _LEGACY_SIZES[key]
+            for axis in the_op.reference.axis_order:
+                if (axis == the_op.independent_axis) == (which == "independent"):
+                    sizes[axis] = value
+        elif key == "sizes":
+            sizes.update(value)
+        else:
+            domain[key] = value
+    for axis in the_op.reference.axis_order:
+        sizes.setdefault(axis, (1, 8))
+    domain["sizes"] = sizes
+    if dtype is not None and any(i.role == "activations" for i in the_op.inputs):
+        root = math.sqrt(float(finfo(_dtype(dtype)).max))
+        domain["max_mean"] = min(domain["max_mean"], root / 8)
+        domain["max_var"] = min(domain["max_var"], (root / 8) ** 2)
+    return domain
+
+
+def _activations(draw, shape, axes, independent, max_mean, max_var, dt):
+    """Data with a mean and a std per slice of the independent axis (0, tiny and huge among them)."""
+    max_std = math.sqrt(max_var)
+    per = tuple(n if a == independent else 1 for a, n in zip(axes, shape))
+    means = draw(hnp.arrays(np.float64, per, elements=st.sampled_from([0.0, 1.0, max_mean]) | st.floats(-max_mean, max_mean)))
+    stds = draw(hnp.arrays(np.float64, per, elements=st.sampled_from([1.0, 0.0, 1e-3, max_std]) | st.floats(0, max_std)))
+    return _to_dtype(means + stds * draw(_unit(shape)), dt)
+
+
+def op_inputs(op, *, dtype="float32", **limits) -> st.SearchStrategy:
+    """Argument tuples for ``op`` (a name, possibly with conventions, or an Op) in ``dtype``, in the op's
+    signature order, drawn by the *role* of each input (``derive.program.ROLES``): logits, label rows,
+    class ids, upstream gradients, activations with per-feature statistics, weights, ε, temperatures…
+
+    ``limits`` override the op's ``domain``: ``max_abs``/``max_spread`` (logits), ``max_mean``/``max_var``
+    (activations), ``sizes={"b": (1, 8)}`` per axis, or the legacy ``batch``/``classes``/``rows``/``features``.
+    """
     try:
         the_op = get_op(op)
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
-    names = [i.name for i in the_op.inputs]
-    if the_op.family == "batchnorm":
-        batches = batchnorm_batches(dtype=dtype, **limits)
-        if names == ["x", "gamma", "dy", "eps"]:
-            return batches.map(tuple)
-
-        @st.composite
-        def forward_args(draw):
-            x, gamma, _, eps = draw(batches)
-            return x, gamma, draw(upstream(dtype=dtype, shape=gamma.shape, scale=2.0)), eps
-
-        return forward_args()
+    dt = _dtype(dtype)
+    unknown = [k for k in limits if k not in _LEGACY_SIZES and k not in _ROLE_LIMITS and k != "sizes"]
+    if unknown:
+        raise InvalidArgument(f"{unknown[0]} is not a limit of op_inputs; use one of "
+                              f"{', '.join((*_ROLE_LIMITS, 'sizes', *_LEGACY_SIZES))}")
+    domain = domain_of(the_op, dt, **limits)
+    for axis, rng in domain["sizes"].items():
+        _size_range(f"sizes[{axis!r}]", tuple(rng))
+    _positive("max_abs", domain["max_abs"], allow_zero=True)
+    _positive("max_spread", domain["max_spread"], allow_zero=True)
+    _positive("max_mean", domain["max_mean"], allow_zero=True)
+    _positive("max_var", domain["max_var"])
+    eps_choices = domain.get("eps", (1e-5, 1e-3))
+    if not eps_choices or not all(isinstance(e, float) and e >= 0 for e in eps_choices):
+        raise InvalidArgument(f"eps must be a non-empty tuple of floats ≥ 0; got {eps_choices!r}")
+    axes_used = [a for a in the_op.reference.axis_order if any(a in i.axes for i in the_op.inputs)]
 
     @st.composite
     def draw_args(draw):
-        z = draw(logits(dtype=dtype, **limits))
-        if names == ["z"]:
-            return (z,)
-        if names == ["z", "dy"]:
-            return (z, draw(upstream(dtype=dtype, shape=z.shape)))
-        return (z, draw(labels(dtype=dtype, shape=z.shape)))
+        lengths = {a: draw(st.integers(*domain["sizes"][a])) for a in axes_used}
+        args = []
+        for inp in the_op.inputs:
+            shape = tuple(lengths[a] for a in inp.axes)
+            role = inp.role or "logits"
+            if role == "logits":
+                offset = draw(st.floats(-domain["max_abs"], domain["max_abs"]))
+                spread = draw(st.floats(0, domain["max_spread"]))
+                u = draw(_unit(shape))
+                if draw(st.booleans()):
+                    u = np.round(u * 4) / 4          # a handful of distinct values: ties and near-ties
+                args.append(_to_dtype(offset + spread * u, dt))
+            elif role in ("labels", "onehot"):
+                k = shape[-1] if shape else 1
+                kind = "one_hot" if role == "onehot" else "any"
+                flat = draw(labels(dtype=dt, shape=(int(np.prod(shape[:-1])), k), kind=kind))
+                args.append(flat.reshape(shape))
+            elif role == "index":
+                args.append(draw(hnp.arrays(np.int64, shape, elements=st.integers(0, lengths[inp.classes] - 1))))
+            elif role == "upstream":
+                args.append(draw(upstream(dtype=dt, shape=shape)))
+            elif role == "activations":
+                args.append(_activations(draw, shape, inp.axes, the_op.independent_axis, domain["max_mean"],
+                                         domain["max_var"], dt))
+            elif role == "weight":
+                args.append(_to_dtype(2 * draw(_unit(shape)), dt) if shape else float(2 * draw(_unit_elements())))
+            elif role == "positive":
+                values = draw(hnp.arrays(np.float64, shape, elements=st.floats(1e-3, 100.0)))
+                args.append(_to_dtype(values, dt) if shape else float(values))
+            elif role == "eps":
+                args.append(draw(st.sampled_from(eps_choices)))
+            elif role == "temperature":
+                args.append(draw(st.sampled_from([1.0, 0.5, 2.0, 0.1, 10.0]) | st.floats(0.05, 20.0)))
+            elif role == "fraction":
+                args.append(draw(st.sampled_from([0.1, 0.0, 1.0]) | st.floats(0.0, 1.0)))
+            else:
+                raise InvalidArgument(f"op {the_op.name!r}: input {inp.name!r} has role {role!r}, which has no strategy")
+        return tuple(args)
 
     return draw_args()
-

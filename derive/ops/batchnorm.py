@@ -177,6 +177,14 @@ _LENGTHS_NCHW = ({"n": 2, "c": 1, "h": 1, "w": 1}, {"n": 1, "c": 1, "h": 2, "w":
                  {"n": 2, "c": 2, "h": 1, "w": 1})
 
 
+def _domain(layout: str, correction: int) -> dict:
+    """Where inputs are drawn; N − 1 needs two rows."""
+    domain = {**(_DOMAIN if layout == "nd" else _DOMAIN_NCHW)}
+    if correction:
+        domain["sizes"] = {**domain["sizes"], "n": (2, domain["sizes"]["n"][1])}
+    return domain
+
+
 def _lengths(lay: Layout, correction: int):
     if lay.feature == "c":
         return _LENGTHS_NCHW
@@ -194,7 +202,7 @@ def batchnorm(correction=0, layout="nd") -> Op:
                      ("biased variance" if not correction else "Bessel-corrected variance (N − 1)") +
                      ("" if layout == "nd" else ", x (N, C, H, W), statistics over N, H, W"),
                      derivation=DERIVATION[:1], independent_axis=lay.feature, proof_lengths=_lengths(lay, correction),
-                     domain=_DOMAIN if layout == "nd" else _DOMAIN_NCHW,
+                     domain=_domain(layout, correction),
                      params={"correction": correction, "layout": layout}, param_specs=PARAMS)
 
 
@@ -322,7 +330,7 @@ def batchnorm_running_stats(correction=1, layout="nd") -> Op:
                                                 r"\hat r \leftarrow (1-m)\hat r + m\,\frac{1}{N-c}\sum_i (x_i-\mu_B)^2"),),
                      generic=(RUNNING_CLAIM,), independent_axis=lay.feature,
                      proof_lengths=tuple({"n": n, "d": 1} for n in (2, 3, 4)) if layout == "nd" else _LENGTHS_NCHW[:2],
-                     domain=_DOMAIN if layout == "nd" else _DOMAIN_NCHW,
+                     domain=_domain(layout, correction),
                      params={"correction": correction, "layout": layout}, param_specs=RUNNING_PARAMS)
 
 
