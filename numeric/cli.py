@@ -93,6 +93,7 @@ def _cmd_report(args) -> int:
 
     from .dtypes import DTYPES
     from .report import FAMILIES, ReportConfig, write_reports
+    from .report_set import OutputError, check_output_dir
 
     families = []
     for name in args.ops or list(FAMILIES):
@@ -101,18 +102,23 @@ def _cmd_report(args) -> int:
             raise UsageError(f"report OP must be one of {', '.join(list(FAMILIES) + list(OPS))}; got {name!r}")
         if family not in families:
             families.append(family)
-    dtypes = tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
+    dtypes = tuple(dict.fromkeys(d.strip() for d in args.dtypes.split(",") if d.strip()))   # each once
     bad = [d for d in dtypes if d not in DTYPES]
     if bad or not dtypes:
         raise UsageError(f"--dtypes must be a comma-separated list of {', '.join(DTYPES)}; got {args.dtypes!r}")
     if args.jobs < 1:
         raise UsageError(f"--jobs must be ≥ 1; got {args.jobs}")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out must be a directory; {out} is a file")
     progress = sys.stderr.isatty() and not os.environ.get("CI")
-    written = write_reports(families, ReportConfig(out=out, dtypes=dtypes, seed=args.seed, jobs=args.jobs,
-                                                   progress=progress))
+    try:
+        check_output_dir(out)                 # before any computation; write_reports checks again
+        written = write_reports(families, ReportConfig(out=out, dtypes=dtypes, seed=args.seed, jobs=args.jobs,
+                                                       progress=progress))
+    except OutputError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        print(f"gradaudit: error: writing the reports failed, {out} is unchanged: {exc}", file=sys.stderr)
+        return 1
     for path in written:
         print(path)
     return 0
@@ -154,6 +160,9 @@ def main(argv=None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        print("gradaudit: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

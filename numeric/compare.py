@@ -33,12 +33,14 @@ class Comparison:
         """All outputs pooled: median/max ULPs, max bits, max relative error, inf/nan/flush counts,
         % non-finite, the range of finite κ, and max relative error ÷ (max(κ, 1)·u) over elements whose
         reference is a normal number of the dtype — about 1 for a stable algorithm, far above 1 for an
-        unstable or wrong one."""
+        unstable or wrong one.  Elements whose exact value is 0 are only in ``exact_zeros`` and
+        ``max_abs_at_zero`` (absolute error ÷ the dtype's smallest normal)."""
         ulps = np.concatenate([m.finite_ulps.ravel() for m in self.metrics.values()])
         rel = np.concatenate([m.rel[np.isfinite(m.rel)].ravel() for m in self.metrics.values()])
         size = sum(m.size for m in self.metrics.values())
         kap = np.concatenate([k[np.isfinite(k)].ravel() for k in self.kappa.values()])
         counts = {c: int(sum(getattr(m, c).sum() for m in self.metrics.values())) for c in ("inf", "nan", "flush")}
+        at_zero = np.concatenate([m.abs_at_zero[np.isfinite(m.abs_at_zero)].ravel() for m in self.metrics.values()])
         u = float(finfo(self.dtype).eps) / 2
         normal = float(finfo(self.dtype).smallest_normal)
         judged = []
@@ -59,6 +61,9 @@ class Comparison:
             "max_rel_over_kappa_u": float(judged.max()) if judged.size else math.nan,
             "kappa_min": float(kap.min()) if kap.size else math.nan,
             "kappa_max": float(kap.max()) if kap.size else math.nan,
+            "exact_zeros": int(at_zero.size),
+            "max_abs_at_zero": float(at_zero.max()) if at_zero.size else math.nan,
+            "input_overflow": False,
         }
 
 

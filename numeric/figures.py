@@ -58,7 +58,7 @@ def _draw(series, dtypes, *, xlabel, title, vlines) -> bytes:
         p = precision_bits(dtype)
         top = p
         for label, by_dtype in series.items():
-            pts = by_dtype.get(dtype, [])
+            pts = [(x, s) for x, s in by_dtype.get(dtype, []) if not s.get("input_overflow")]   # nothing measured
             color, marker = _STYLE.get(label.split(" ")[0], ("tab:gray", "."))
             style = "--" if " eps=1e-03" in label else "-"
             xs = [x for x, s in pts if s["pct_nonfinite"] == 0 and not math.isnan(_bits(s))]

@@ -6,6 +6,9 @@
 * bits of error = log2(1 + ulps); relative error |got − r| / |r|.
 * inf, nan and flush-to-zero (got = 0 where the reference rounds to a non-zero float of the dtype) are
   counted separately and excluded from the ULP statistics.
+* where the exact value is 0, ULPs, bits and relative error are undefined (any non-zero result would be
+  "infinitely many" ULPs of a zero-width scale): those elements are kept out of them and their absolute
+  error is reported instead, in units of the dtype's smallest normal number (``abs_at_zero``).
 
 Differences are formed in mpmath with the reference's full precision, so float64 errors far below one
 ULP are still measured exactly.
@@ -39,11 +42,12 @@ def ulp_at(ref: mpmath.mpf, dtype) -> float:
 class ErrorMetrics:
     """Per-element errors of one output in one dtype (arrays have the output's shape)."""
     dtype: str
-    ulps: np.ndarray         # float64; nan where the result is inf/nan or flushed to zero
-    rel: np.ndarray          # float64 relative error; nan where non-finite; inf where ref = 0 ≠ got
+    ulps: np.ndarray         # float64; nan where the result is inf/nan or flushed to zero, or ref = 0
+    rel: np.ndarray          # float64 relative error; nan where non-finite or ref = 0
     inf: np.ndarray          # bool
     nan: np.ndarray          # bool
     flush: np.ndarray        # bool: got == 0 although the reference rounds to a non-zero float
+    abs_at_zero: np.ndarray  # float64 |got| ÷ smallest normal of the dtype where ref = 0 (finite got); else nan
 
     @property
     def size(self) -> int:
@@ -58,9 +62,11 @@ class ErrorMetrics:
         return self.ulps[np.isfinite(self.ulps)]
 
     def summary(self) -> dict:
-        """median/max ULPs, max bits, max relative error, counts of inf/nan/flush and % non-finite."""
+        """median/max ULPs, max bits, max relative error, counts of inf/nan/flush and % non-finite, the
+        number of exact zeros and the largest absolute error there (÷ smallest normal; nan if none)."""
         u = self.finite_ulps
         rel = self.rel[np.isfinite(self.rel)]
+        at_zero = self.abs_at_zero[np.isfinite(self.abs_at_zero)]
         return {
             "median_ulps": float(np.median(u)) if u.size else math.nan,
             "max_ulps": float(u.max()) if u.size else math.nan,
@@ -68,6 +74,8 @@ class ErrorMetrics:
             "max_rel": float(rel.max()) if rel.size else math.nan,
             "inf": int(self.inf.sum()), "nan": int(self.nan.sum()), "flush": int(self.flush.sum()),
             "pct_nonfinite": 100.0 * float((self.inf | self.nan).sum()) / max(self.size, 1),
+            "exact_zeros": int(at_zero.size),
+            "max_abs_at_zero": float(at_zero.max()) if at_zero.size else math.nan,
         }
 
 
@@ -82,16 +90,21 @@ def error_metrics(got, ref, dtype) -> ErrorMetrics:
     ulps = np.full(got.shape, np.nan)
     rel = np.full(got.shape, np.nan)
     flush = np.zeros(got.shape, bool)
+    at_zero = np.full(got.shape, np.nan)
+    smallest_normal = float(finfo(dt).smallest_normal)
     with mpmath.workprec(256):
         half_smallest = mpmath.mpf(float(finfo(dt).smallest_subnormal)) / 2   # (in floats it would be 0)
         for idx in np.ndindex(got.shape):
             g, r = g64[idx], ref[idx]
             if not math.isfinite(g):
                 continue
+            if r == 0:
+                at_zero[idx] = abs(g) / smallest_normal
+                continue
             if g == 0 and abs(r) > half_smallest:
                 flush[idx] = True
                 continue
             diff = abs(mpmath.mpf(g) - r)
             ulps[idx] = float(diff / ulp_at(r, dt))
-            rel[idx] = float(diff / abs(r)) if r != 0 else (0.0 if diff == 0 else math.inf)
-    return ErrorMetrics(dt.name, ulps, rel, np.isinf(g64), np.isnan(g64), flush)
+            rel[idx] = float(diff / abs(r))
+    return ErrorMetrics(dt.name, ulps, rel, np.isinf(g64), np.isnan(g64), flush, at_zero)

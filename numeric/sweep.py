@@ -24,7 +24,7 @@ from .dtypes import DTYPES, resolve_dtype
 from .evaluate import as_tuple
 from .reference import reference
 
-__all__ = ["SweepPoint", "sample_inputs", "sweep", "DEFAULT_MAGNITUDES"]
+__all__ = ["SweepPoint", "sample_inputs", "sweep", "sweep_point", "DEFAULT_MAGNITUDES", "SUMMARY_KEYS"]
 
 DEFAULT_MAGNITUDES = tuple(float(m) for m in np.geomspace(1, 1e4, 9))
 
@@ -58,14 +58,18 @@ def sample_inputs(op: str, magnitude: float, seed: int = 0, *, eps: float = 1e-5
 
 
 UNREPRESENTABLE = {"median_ulps": math.nan, "max_ulps": math.nan, "max_bits": math.nan, "max_rel": math.nan,
-                   "inf": 0, "nan": 0, "flush": 0, "pct_nonfinite": 100.0, "pct_flush": 0.0, "max_rel_over_kappa_u": math.nan,
-                   "kappa_min": math.nan, "kappa_max": math.nan, "input_overflow": True}
+                   "inf": 0, "nan": 0, "flush": 0, "pct_nonfinite": math.nan, "pct_flush": math.nan,
+                   "max_rel_over_kappa_u": math.nan, "kappa_min": math.nan, "kappa_max": math.nan,
+                   "exact_zeros": 0, "max_abs_at_zero": math.nan, "input_overflow": True}
+#: Keys of every point summary (:meth:`numeric.compare.Comparison.summary` or ``UNREPRESENTABLE``).
+SUMMARY_KEYS = frozenset(UNREPRESENTABLE)
 
 
 def sweep_point(op, args, dtype) -> list:
     """Comparisons of all formulations of ``op`` at one input in one dtype (inputs rounded to the dtype
     first); a list of dicts {formulation, summary}.  Inputs that overflow the dtype give the
-    ``UNREPRESENTABLE`` summary (counted as 100 % non-finite)."""
+    ``UNREPRESENTABLE`` summary: ``input_overflow`` true and no error measured (nan), so the inputs'
+    overflow is never counted as the formulation's inf/nan."""
     the_op = get_op(op)
     dt = resolve_dtype(dtype)
     with np.errstate(over="ignore"):
