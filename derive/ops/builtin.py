@@ -2,6 +2,7 @@
 from ..registry import register, register_parametric
 from . import cross_entropy as ce
 from . import batchnorm as bn
+from . import log_softmax as ls
 from .softmax import SOFTMAX, SOFTMAX_BACKWARD, SOFTMAX_JACOBIAN
 
 register(SOFTMAX, SOFTMAX_JACOBIAN, SOFTMAX_BACKWARD)
@@ -11,3 +12,4 @@ register_parametric("batchnorm", bn.batchnorm, bn.PARAMS)
 register_parametric("batchnorm_backward", bn.batchnorm_backward, bn.PARAMS)
 register_parametric("batchnorm_running_stats", bn.batchnorm_running_stats, bn.RUNNING_PARAMS)
 register_parametric("batchnorm_eval", bn.batchnorm_eval, (bn.PARAMS[1],))
+register(ls.LOG_SOFTMAX, ls.LOG_SOFTMAX_BACKWARD)
