@@ -130,11 +130,12 @@ def _to_fraction(v) -> Fraction | None:
         return v.value
     if isinstance(v, int):
         return Fraction(v)
-    v = mpmath.mpf(v)
+    if not isinstance(v, mpmath.mpf):       # mpf(·) would round an existing mpf to the working precision
+        v = mpmath.mpf(v)
     if not mpmath.isfinite(v):
         return None
-    man, exp = v.man_exp if hasattr(v, "man_exp") else mpmath.mpf(v).man_exp
-    return Fraction(int(man)) * (Fraction(2) ** int(exp))
+    sign, man, exp, _ = v._mpf_              # exact binary value: (-1)^sign · man · 2^exp
+    return (-1) ** sign * Fraction(int(man)) * (Fraction(2) ** int(exp))
 
 
 def verdict(printed: Printed, exact) -> str:
