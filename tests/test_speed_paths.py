@@ -3,6 +3,7 @@
 * sensitivities: the batched JVP (all directions in one pass) against the former definition, one numpy JVP
   per direction, for every op in ``derive.OPS`` on random shapes and values.
 """
+import importlib
 import zlib
 
 import numpy as np
@@ -56,3 +57,146 @@ def test_directions_are_chunked_without_changing_the_result(monkeypatch):
     monkeypatch.setattr(condition, "CHUNK_ELEMENTS", 1)         # one direction per run
     for a, b in zip(whole, condition.sensitivities("batchnorm_backward", *args)):
         np.testing.assert_allclose(a, b, rtol=1e-14)
+
+
+# --- certified reference: whole-array arb against the former per-element arb path -------------------
+
+ADVERSARIAL = {
+    "huge logits": lambda rng: 1e4 * rng.standard_normal((3, 6)),
+    "logits one apart at 1e4": lambda rng: 1e4 + np.arange(6.0)[None, :] - rng.integers(0, 3, (3, 1)),
+    "tiny logits": lambda rng: 1e-300 * rng.standard_normal((2, 5)),
+}
+BATCHES = {
+    "mean 1e15, spread 1e-3": lambda rng: 1e15 + 0.125 * rng.integers(-8, 8, (6, 2)).astype(float),
+    "constant column": lambda rng: np.concatenate([np.full((5, 1), 0.1), rng.standard_normal((5, 1))], axis=1),
+    "variance 1e8": lambda rng: 1e4 * rng.standard_normal((7, 3)),
+}
+
+
+def adversarial_args(name, rng):
+    """(label, args) pairs of ``name``'s inputs built from the cases above, by the op's input axes."""
+    op = derive.get_op(name)
+    cases = BATCHES if any(len(i.axes) == 2 and i.axes[1] == op.independent_axis for i in op.inputs) else ADVERSARIAL
+    for label, make in cases.items():
+        first = make(rng)
+        lengths = dict(zip(op.inputs[0].axes, first.shape))
+        args = [first]
+        for inp in op.inputs[1:]:
+            if not inp.axes:
+                args.append(0.0 if "1e15" in label else 1e-5)
+            else:
+                args.append(rng.standard_normal([lengths.get(a, 3) for a in inp.axes]))
+        yield label, tuple(args)
+
+
+def _agree(a, b, bits=83):
+    import mpmath
+    for x, y in zip(np.ravel(a), np.ravel(b)):
+        if y == 0:
+            assert x == 0
+        else:
+            assert abs(x - y) <= abs(y) * mpmath.mpf(2) ** (1 - bits), (x, y)
+
+
+@pytest.mark.parametrize("name", list(derive.OPS))
+def test_array_reference_agrees_with_the_per_element_path_on_adversarial_inputs(name):
+    ref_module = importlib.import_module("numeric.reference")    # the package re-exports the function
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    op = derive.get_op(name)
+    for label, args in adversarial_args(name, rng):
+        arrays = ref_module.check_arguments(op, args, np.dtype(np.float64))
+        inputs = [ref_module._to_engine("arb", a) for a in arrays]
+        try:
+            old = ref_module._by_balls_per_element(name, inputs)
+        except ref_module.ReferenceNotCertified:             # outside the op's domain (e.g. a negative variance)
+            with pytest.raises(ref_module.ReferenceNotCertified):
+                ref_module._by_balls(name, inputs)
+            continue
+        new = ref_module._by_balls(name, inputs)
+        for n, o in zip(new, old):
+            assert n.shape == o.shape, label
+            _agree(n, o)
+
+
+def test_lazy_elements_behave_as_mpf():
+    import copy
+    import pickle
+
+    import mpmath
+    from numeric.reference import reference
+    got = reference("softmax", np.array([[0.0, np.log(3.0)]]))
+    assert all(isinstance(v, mpmath.mpf) for v in got.ravel())
+    with mpmath.workdps(40):
+        total = got[0, 0] + got[0, 1]
+        assert abs(total - 1) < mpmath.mpf(2) ** -80
+    assert float(got[0, 0]) == pytest.approx(0.25, rel=1e-15)
+    back = pickle.loads(pickle.dumps(got))
+    assert back[0, 1] == got[0, 1] and type(back[0, 1]) is type(mpmath.mpf(1))
+    assert copy.deepcopy(got[0, 0]) == got[0, 0] and hash(got[0, 0]) == hash(mpmath.mp.make_mpf(got[0, 0]._mpf_))
+
+
+# --- fast certified path: float64 balls against arb --------------------------------------------------
+
+from numeric.engines import fast  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("name", list(derive.OPS))
+def test_fast_path_gives_the_arb_reference_correctly_rounded(name, dtype):
+    from numeric.reference import ReferenceNotCertified, reference
+    rng = np.random.default_rng(zlib.crc32(f"{name} {dtype}".encode()))
+    cases = list(adversarial_args(name, rng))
+    op = derive.get_op(name)
+    cases += [("random", random_args(op, {"b": 4, "k": 7, "n": 9, "d": 3}, rng, 3.0))]
+    for label, args in cases:
+        try:
+            exact = reference(name, *args)
+        except ReferenceNotCertified:                       # outside the op's domain: no claim either way
+            with pytest.raises(ReferenceNotCertified):
+                fast.rounded_reference(name, *args, dtype=dtype)
+            continue
+        got = fast.rounded_reference(name, *args, dtype=dtype)
+        exact = exact if isinstance(exact, tuple) else (exact,)
+        for g, e in zip(got.values, exact):
+            want = fast._round_mpf(e, g.dtype)
+            assert g.dtype == np.dtype(want.dtype)
+            np.testing.assert_array_equal(g.astype(np.float64), want.astype(np.float64), err_msg=label)
+        assert 0 <= got.slow <= got.total
+
+
+def test_fast_path_sends_exact_ties_to_arb_and_rounds_them_to_even():
+    # γ = 0: y = β exactly; β = 1 + 2^-24 and 1 + 3·2^-24 are float32 ties (→ 1 and 1 + 2^-22, even),
+    # 1 + 2^-8 + 2^-30 lies just above a bfloat16 tie (→ 1 + 2^-7; a cast through float32 gives 1)
+    x = np.array([[0.0, 1.0, 2.0], [1.0, -1.0, 5.0], [3.0, 0.5, 0.0]])
+    beta = np.array([1 + 2.0 ** -24, 1 + 3 * 2.0 ** -24, 1 + 2.0 ** -8 + 2.0 ** -30])
+    got = fast.rounded_reference("batchnorm", x, np.zeros(3), beta, 1e-5, dtype="float32")
+    assert got.slow >= 6                                          # the two tie columns
+    np.testing.assert_array_equal(got.values[0][:, 0], np.float32(1.0))
+    np.testing.assert_array_equal(got.values[0][:, 1], np.float32(1 + 2.0 ** -22))
+    bf = fast.rounded_reference("batchnorm", x, np.zeros(3), beta, 1e-5, dtype="bfloat16")
+    assert np.all(bf.values[0][:, 2].astype(np.float64) == 1 + 2.0 ** -7)
+
+
+def test_fast_path_for_float64_targets_goes_to_arb_and_says_so():
+    z = np.array([[0.0, 1.0, 2.0]])
+    got = fast.rounded_reference("softmax", z, dtype="float64")
+    assert got.slow == got.total == 3 and "float64" in got.engine_note
+    e = np.exp(z - 2.0)
+    np.testing.assert_allclose(got.values[0], e / e.sum(), rtol=2e-16)
+
+
+def test_numpy_exp_and_log_stay_within_the_assumed_ulps():
+    # the fast path's radius assumes LIBM_ULPS; measure numpy's float64 exp/log against 40-digit mpmath
+    import mpmath
+    rng = np.random.default_rng(11)
+    xs = np.concatenate([rng.uniform(-745, 709, 3000), rng.uniform(-1, 1, 1000), 1 + 1e-9 * rng.standard_normal(500)])
+    worst = 0.0
+    with mpmath.workdps(40):
+        for fn, ref, args in ((np.exp, mpmath.exp, xs), (np.log, mpmath.log, np.abs(xs) + 1e-300)):
+            got = fn(args)
+            for g, a in zip(got, args):
+                exact = ref(mpmath.mpf(float(a)))
+                if g == 0 or not np.isfinite(g):
+                    continue
+                worst = max(worst, float(abs(mpmath.mpf(float(g)) - exact) / (np.spacing(abs(g)))))
+    assert worst <= fast.LIBM_ULPS / 4, worst
