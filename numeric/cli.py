@@ -87,6 +87,38 @@ def _cmd_check(args) -> int:
     return 0 if result.ok else 1
 
 
+def _cmd_audit(args) -> int:
+    from pathlib import Path
+
+    from derive.atomic import write_text
+
+    from .docaudit import ClaimsError, audit_document, render_markdown, summary_line
+
+    doc = Path(args.document)
+    if not doc.is_file():
+        raise UsageError(f"no such file: {args.document}")
+    if args.claims is not None and not Path(args.claims).is_file():
+        raise UsageError(f"--claims: no such file: {args.claims}")
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds; got {args.timeout}")
+    if args.out is not None and Path(args.out).is_dir():
+        raise UsageError(f"--out must be a file path; {args.out} is a directory")
+    try:
+        audit = audit_document(doc, claims=args.claims, timeout=args.timeout, run_code=not args.no_run)
+    except ClaimsError as exc:
+        raise UsageError(str(exc)) from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{args.document} is not UTF-8 text") from None
+    text = render_markdown(audit)
+    if args.out is None:
+        print(text)
+    else:
+        write_text(Path(args.out), text)
+        print(f"{args.out}: {summary_line(audit)}")
+    failing = {"wrong", "last digit"} if args.strict else {"wrong"}
+    return 1 if any(c.verdict in failing for c in audit.checks) else 0
+
+
 def _cmd_report(args) -> int:
     import os
     from pathlib import Path
@@ -141,6 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=200, help="random examples (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_cmd_check)
+    p = sub.add_parser("audit", help="run a Markdown document's Python blocks, check their printed outputs and its "
+                                     "inline/table numbers (exit 0 right, 1 a number is wrong, 2 usage error)")
+    p.add_argument("document", metavar="DOC.md")
+    p.add_argument("--out", default=None, help="write the Markdown audit here (default: print it)")
+    p.add_argument("--claims", default=None, metavar="CLAIMS.toml", help="extra claims pinned to op calls")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per code block (default 30)")
+    p.add_argument("--no-run", action="store_true", help="do not execute code blocks (outputs: consistency only)")
+    p.add_argument("--strict", action="store_true", help="numbers off by less than one unit in the last digit "
+                                                          "count as wrong too")
+    p.set_defaults(run=_cmd_audit)
     p = sub.add_parser("report", help="write the Markdown derivation and stability reports (the main job)")
     p.add_argument("ops", nargs="*", metavar="OP", help="op or family names (default: all)")
     p.add_argument("--out", default="reports", help="output directory (default reports/)")
