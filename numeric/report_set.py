@@ -43,6 +43,9 @@ def check_output_dir(out) -> Path:
     parent = out.parent
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"--out {out}: {parent} is a file, not a directory")
+    cwd = Path.cwd().resolve()
+    if cwd == out or out in cwd.parents:
+        raise OutputError(f"--out {out} contains the current directory; run from elsewhere or choose another --out")
     if out.is_dir():
         if not os.access(out, os.W_OK | os.X_OK):
             raise OutputError(f"--out {out} is not writable")
