@@ -42,6 +42,15 @@ def backward_of(op) -> Op | None:
     for other in derive.OPS.values():
         if _grad_of_name(other) == fwd.name:
             return other
+    base, params = getattr(fwd, "base", "") or fwd.name, getattr(fwd, "params", {}) or {}
+    if params:              # a parametric op: the backward op with the same conventions
+        from derive.registry import op_name
+        try:
+            candidate = get_op(op_name(base + "_backward", params))
+        except ValueError:
+            candidate = None
+        if candidate is not None and _grad_of_name(candidate) in ("", None, fwd.name):
+            return candidate
     return derive.OPS.get(f"{fwd.name}_backward")
 
 

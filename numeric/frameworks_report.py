@@ -1,0 +1,480 @@
+"""``reports/frameworks.md``: the frameworks' own kernels measured like gradaudit's formulations.
+
+For each kernel (torch's ``softmax``, ``log_softmax``, ``cross_entropy`` with its defaults — mean over the
+batch, integer targets —, ``batch_norm`` in training mode, ``layer_norm``; JAX's ``jax.nn.softmax`` and
+``jax.nn.log_softmax`` when JAX is installed), its forward and its autograd backward pass run in every
+dtype on a few deterministic inputs of growing magnitude.  Each output element is compared with the exact
+value for the same (rounded) inputs: ULPs of the dtype (``numeric.metrics``), inf/nan counts, and the
+largest relative error ÷ (max(κ, 1)·u) over elements whose exact value is a normal number (about 1 for a
+backward-stable kernel).  Beside it: gradaudit's stable formulation of the same op, measured the same way.
+
+Exact values: ``numeric.reference`` of the gradaudit op when it exists (``get_op``), with κ from
+``numeric.condition``.  For an op gradaudit does not have yet (log-softmax, layer norm) the exact value
+is computed here in mpmath from the textbook definition at 256 and 512 bits (the two must agree to 83
+bits, else the run stops), and κ from a float64 Jacobian of the framework's own float64 kernel.
+
+Deterministic: fixed seeds, torch limited to one thread while measuring (a parallel reduction's order
+could otherwise depend on the thread count), no timings.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import mpmath
+import numpy as np
+
+import derive
+
+from .adapters import jax_arrays, torch_tensors
+from .adapters.pairing import backward_of, vjp_plan
+from .condition import condition_numbers
+from .dtypes import DTYPES, finfo, resolve_dtype
+from .evaluate import as_tuple, evaluate
+from .metrics import error_metrics
+from .reference import reference
+
+__all__ = ["KernelCase", "torch_cases", "jax_cases", "measure_case", "frameworks_markdown", "write_frameworks_report"]
+
+LOGIT_MAGNITUDES = (1.0, 100.0, 1e4)
+MEAN_OVER_STD = (1.0, 100.0, 1e4)
+CERTIFY_BITS = 83
+
+
+# ---------------------------------------------------------------- exact values for ops gradaudit lacks
+
+def _mp_certified(fn, args) -> list:
+    """``fn(mp_args)`` (list of object arrays of mpf) at 256 and 512 bits; the 512-bit values, after
+    checking that both agree to ``CERTIFY_BITS`` relative (or are both within 2^-1080 of 0)."""
+    def run(bits):
+        with mpmath.workprec(bits):
+            mp_args = [np.vectorize(lambda v: mpmath.mpf(float(v)), otypes=[object])(a) if _is_float(a)
+                       else (mpmath.mpf(a) if isinstance(a, float) else a) for a in args]
+            return [np.asarray(o, dtype=object) for o in fn(*mp_args)]
+    lo, hi = run(256), run(512)
+    tiny = mpmath.mpf(2) ** -1080
+    for a, b in zip(lo, hi):
+        for x, y in zip(a.ravel(), b.ravel()):
+            if abs(y) <= tiny and abs(x) <= tiny:
+                continue
+            if abs(x - y) > abs(y) * mpmath.mpf(2) ** -CERTIFY_BITS:
+                raise ArithmeticError("mpmath reference did not settle between 256 and 512 bits")
+    return hi
+
+
+def _is_float(a) -> bool:
+    """A floating-point numpy array of any of the four dtypes (bfloat16 has kind 'V')."""
+    return isinstance(a, np.ndarray) and a.dtype in DTYPES.values()
+
+
+def _rows(a):
+    return [list(r) for r in a]
+
+
+def _mp_log_softmax(z):
+    out = []
+    for row in _rows(z):
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in row))
+        out.append([v - lse for v in row])
+    return [np.array(out, dtype=object)]
+
+
+def _mp_log_softmax_backward(z, dy):
+    """dz = dy − softmax(z) Σ_k dy_k."""
+    out = []
+    for row, g in zip(_rows(z), _rows(dy)):
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in row))
+        total = mpmath.fsum(g)
+        out.append([gk - mpmath.exp(v - lse) * total for v, gk in zip(row, g)])
+    return [np.array(out, dtype=object)]
+
+
+def _mp_layer_norm_parts(x, eps):
+    d = x.shape[1]
+    xhat, rstd = [], []
+    for row in _rows(x):
+        mu = mpmath.fsum(row) / d
+        var = mpmath.fsum((v - mu) ** 2 for v in row) / d
+        r = 1 / mpmath.sqrt(var + eps)
+        rstd.append(r)
+        xhat.append([(v - mu) * r for v in row])
+    return xhat, rstd
+
+
+def _mp_layer_norm(x, w, b, eps):
+    xhat, _ = _mp_layer_norm_parts(x, eps)
+    return [np.array([[w[j] * v + b[j] for j, v in enumerate(row)] for row in xhat], dtype=object)]
+
+
+def _mp_layer_norm_backward(x, w, b, eps, dy):
+    """dx = rstd/D (D g − Σ g − x̂ Σ g x̂) with g = dy ⊙ w (per row); dw = Σ_rows dy x̂; db = Σ_rows dy."""
+    xhat, rstd = _mp_layer_norm_parts(x, eps)
+    d = x.shape[1]
+    dx = []
+    for xr, r, gy in zip(xhat, rstd, _rows(dy)):
+        g = [gk * w[j] for j, gk in enumerate(gy)]
+        sg, sgx = mpmath.fsum(g), mpmath.fsum(a * c for a, c in zip(g, xr))
+        dx.append([r / d * (d * g[j] - sg - xr[j] * sgx) for j in range(d)])
+    dw = [mpmath.fsum(dy[i, j] * xhat[i][j] for i in range(x.shape[0])) for j in range(d)]
+    db = [mpmath.fsum(dy[i, j] for i in range(x.shape[0])) for j in range(d)]
+    return [np.array(dx, dtype=object), np.array(dw, dtype=object), np.array(db, dtype=object)]
+
+
+# ---------------------------------------------------------------- cases
+
+@dataclass(frozen=True)
+class KernelCase:
+    """One framework kernel: ``forward`` takes and returns the framework's arrays; ``args(M, rng)`` the
+    float64 forward inputs at magnitude M (integers for class ids, Python floats for ε); ``diff`` the
+    forward inputs differentiated by the backward pass.  ``op``: gradaudit's op name, or "" with
+    ``exact_forward``/``exact_backward`` mpmath definitions."""
+    framework: str
+    label: str
+    forward: Callable
+    args: Callable
+    diff: tuple
+    magnitudes: tuple
+    xname: str
+    op: str = ""
+    exact_forward: Callable | None = field(default=None, repr=False)
+    exact_backward: Callable | None = field(default=None, repr=False)
+    note: str = ""
+
+
+def _registered(name: str) -> str:
+    """``name`` when gradaudit has that op now (``derive.get_op``), else ""."""
+    try:
+        return derive.get_op(name).name
+    except ValueError:
+        return ""
+
+
+def _logits(m, rng):
+    return (m * rng.standard_normal((4, 8)),)
+
+
+def _centred(shape):
+    def make(m, rng):
+        x = m + rng.standard_normal(shape)
+        return (x, rng.standard_normal(shape[1]), rng.standard_normal(shape[1]), 1e-5)
+    return make
+
+
+def _ce_args(m, rng):
+    return (m * rng.standard_normal((4, 8)), rng.integers(0, 8, size=4))
+
+
+def torch_cases() -> list[KernelCase]:
+    import torch
+    F = torch.nn.functional
+    log_softmax_op = _registered("log_softmax")
+    layer_norm_op = _registered("layer_norm")
+    own = "exact values from mpmath in this module (gradaudit has no such op yet)"
+    return [
+        KernelCase("torch", "torch.softmax(z, dim=1)", lambda z: torch.softmax(z, dim=1), _logits, (0,),
+                   LOGIT_MAGNITUDES, "max |z|", op="softmax"),
+        KernelCase("torch", "torch.log_softmax(z, dim=1)", lambda z: torch.log_softmax(z, dim=1), _logits, (0,),
+                   LOGIT_MAGNITUDES, "max |z|", op=log_softmax_op, exact_forward=_mp_log_softmax,
+                   exact_backward=_mp_log_softmax_backward, note="" if log_softmax_op else own),
+        KernelCase("torch", "F.cross_entropy(z, y) (mean, integer targets)",
+                   lambda z, y: F.cross_entropy(z, y.long()), _ce_args, (0,), LOGIT_MAGNITUDES, "max |z|",
+                   op="cross_entropy[labels=index,reduction=mean]"),
+        KernelCase("torch", "F.batch_norm(x, None, None, γ, β, training=True, eps=ε)",
+                   lambda x, g, b, eps: F.batch_norm(x, None, None, g, b, training=True, eps=eps),
+                   _centred((16, 4)), (0, 1, 2), MEAN_OVER_STD, "mean/std", op="batchnorm"),
+        KernelCase("torch", "F.layer_norm(x, (D,), w, b, eps=ε)",
+                   lambda x, w, b, eps: F.layer_norm(x, (x.shape[-1],), w, b, eps=eps),
+                   _centred((4, 16)), (0, 1, 2), MEAN_OVER_STD, "mean/std", op=layer_norm_op,
+                   exact_forward=_mp_layer_norm, exact_backward=_mp_layer_norm_backward,
+                   note="" if layer_norm_op else own),
+    ]
+
+
+def jax_cases() -> list[KernelCase]:
+    import jax
+    log_softmax_op = _registered("log_softmax")
+    return [
+        KernelCase("jax", "jax.nn.softmax(z, axis=1)", lambda z: jax.nn.softmax(z, axis=1), _logits, (0,),
+                   LOGIT_MAGNITUDES, "max |z|", op="softmax"),
+        KernelCase("jax", "jax.nn.log_softmax(z, axis=1)", lambda z: jax.nn.log_softmax(z, axis=1), _logits, (0,),
+                   LOGIT_MAGNITUDES, "max |z|", op=log_softmax_op, exact_forward=_mp_log_softmax,
+                   exact_backward=_mp_log_softmax_backward,
+                   note="" if log_softmax_op else "exact values from mpmath in this module (gradaudit has no such op yet)"),
+    ]
+
+
+# ---------------------------------------------------------------- running a kernel
+
+def _round(args, dt):
+    return tuple(a.astype(dt) if _is_float(a) else a for a in args)
+
+
+def _run_torch(case, args, upstream, device):
+    """(forward outputs, gradients of ``case.diff``) as numpy arrays of the dtypes torch produced."""
+    import torch
+    ts = [torch.from_numpy(a.astype(np.int64)).to(device) if isinstance(a, np.ndarray) and a.dtype.kind in "iu"
+          else torch_tensors.to_torch(a, device) for a in args]
+    for k in case.diff:
+        ts[k] = ts[k].detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = case.forward(*ts)
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    ups = [torch_tensors.to_torch(u, device) if u is not None else torch.ones_like(o) for u, o in zip(upstream, outs)]
+    grads = torch.autograd.grad(outs, [ts[k] for k in case.diff], grad_outputs=ups)
+    return [torch_tensors.to_numpy(o) for o in outs], [torch_tensors.to_numpy(g) for g in grads]
+
+
+def _run_jax(case, args, upstream, device):
+    import jax
+    import jax.numpy as jnp
+    arrays = [jnp.asarray(a) if isinstance(a, np.ndarray) and a.dtype.kind in "iu" else jax_arrays.to_jax(a)
+              for a in args]
+
+    def of_diff(*diff):
+        full = list(arrays)
+        for k, v in zip(case.diff, diff):
+            full[k] = v
+        return case.forward(*full)
+    out, pullback = jax.vjp(of_diff, *(arrays[k] for k in case.diff))
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    ups = [jax_arrays.to_jax(u) if u is not None else jnp.ones_like(o) for u, o in zip(upstream, outs)]
+    grads = pullback(tuple(ups) if isinstance(out, (tuple, list)) else ups[0])
+    return [jax_arrays.to_numpy(o) for o in outs], [jax_arrays.to_numpy(g) for g in grads]
+
+
+def _jacobian_kappa(case, args, upstream, which):
+    """κ per output element, Σ_j |∂f_i/∂x_j| |x_j| / |f_i| over every float input (and the upstream
+    gradients for the backward pass), from a float64 Jacobian of the torch kernel (a JAX case uses its
+    torch twin: κ is a property of the function, not of the kernel)."""
+    import torch
+    if case.framework != "torch":
+        return _jacobian_kappa(_torch_twin(case), args, upstream, which)
+    float_slots = [k for k, a in enumerate(args) if _is_float(a)]
+    base = [torch.from_numpy(np.asarray(a)) if isinstance(a, np.ndarray) else a for a in args]
+    variables = [base[k].to(torch.float64) for k in float_slots]
+    if which == "backward":
+        variables += [torch.from_numpy(u.astype(np.float64)) for u in upstream]
+
+    def f(*xs):
+        full = list(base)
+        for k, v in zip(float_slots, xs):
+            full[k] = v
+        if which == "forward":
+            return case.forward(*full)
+        with torch.enable_grad():
+            diff = [full[k] if full[k].requires_grad else full[k].detach().requires_grad_(True) for k in case.diff]
+            for k, v in zip(case.diff, diff):
+                full[k] = v
+            out = case.forward(*full)
+            ups = list(xs[len(float_slots):]) or [torch.ones_like(out)]
+            return torch.autograd.grad(out, diff, grad_outputs=ups[0], create_graph=True)
+    values = f(*variables)
+    values = tuple(v.detach() for v in (values if isinstance(values, tuple) else (values,)))
+    jac = torch.autograd.functional.jacobian(f, tuple(variables))
+    jac = jac if isinstance(jac[0], tuple) else (jac,)
+    kappas = []
+    for v, rows in zip(values, jac):
+        total = torch.zeros_like(v)
+        for r, x in zip(rows, variables):
+            total += (r.abs() * x.abs().reshape((1,) * v.dim() + tuple(x.shape))).reshape(*v.shape, -1).sum(-1)
+        mag = v.abs()
+        kappas.append(torch.where(mag > 0, total / torch.where(mag > 0, mag, 1.0),
+                                  torch.where(total > 0, math.inf, 0.0)).numpy())
+    return kappas
+
+
+def _torch_twin(case):
+    """The torch kernel computing the same function as a JAX case (for κ only, in float64)."""
+    import torch
+    twins = {"jax.nn.softmax(z, axis=1)": lambda z: torch.softmax(z, dim=1),
+             "jax.nn.log_softmax(z, axis=1)": lambda z: torch.log_softmax(z, dim=1)}
+    return KernelCase("torch", case.label, twins[case.label], case.args, case.diff, case.magnitudes, case.xname)
+
+
+def _exact(case, rounded, upstream):
+    """(forward exact outputs, backward exact outputs, forward κ, backward κ)."""
+    if case.op:
+        fwd = derive.get_op(case.op)
+        ref_f = as_tuple(reference(fwd.name, *rounded))
+        kap_f = as_tuple(condition_numbers(fwd.name, *rounded))
+        bwd, bargs = _backward_args(fwd, rounded, upstream)
+        ref_b = as_tuple(reference(bwd.name, *bargs))
+        kap_b = as_tuple(condition_numbers(bwd.name, *bargs))
+        return ref_f, ref_b, kap_f, kap_b
+    ref_f = _mp_certified(case.exact_forward, rounded)
+    ref_b = _mp_certified(case.exact_backward, (*rounded, *[u for u in upstream if u is not None]))
+    f64 = tuple(a.astype(np.float64) if _is_float(a) else a for a in rounded)
+    ups = [u.astype(np.float64) for u in upstream if u is not None]
+    return (ref_f, ref_b, _jacobian_kappa(case, f64, ups, "forward"), _jacobian_kappa(case, f64, ups, "backward"))
+
+
+def _backward_args(fwd, rounded, upstream):
+    plan = vjp_plan(fwd, backward_of(fwd))
+    bargs = [None] * len(plan.backward.inputs)
+    for k, src in enumerate(plan.primal_from):
+        if src is not None:
+            bargs[src] = rounded[k]
+    for slot, u in zip(plan.cotangents, upstream):
+        bargs[slot] = u
+    return plan.backward, bargs
+
+
+def _summary(gots, refs, kappas, dt) -> dict:
+    u = float(finfo(dt).eps) / 2
+    normal = float(finfo(dt).smallest_normal)
+    ulps, judged, inf, nan, flush = [], [], 0, 0, 0
+    for got, ref, kap in zip(gots, refs, kappas):
+        got = np.asarray(got)
+        if got.dtype != dt:
+            return {"dtype_out": str(got.dtype)}
+        m = error_metrics(got, np.asarray(ref, dtype=object).reshape(got.shape), dt)
+        ulps.append(m.finite_ulps.ravel())
+        inf, nan, flush = inf + int(m.inf.sum()), nan + int(m.nan.sum()), flush + int(m.flush.sum())
+        r = np.abs(np.asarray(np.frompyfunc(float, 1, 1)(np.asarray(ref, dtype=object)), dtype=np.float64)).reshape(got.shape)
+        with np.errstate(all="ignore"):
+            ok = np.isfinite(m.rel) & (r >= normal)
+            judged.append((m.rel / (np.maximum(np.asarray(kap, dtype=np.float64), 1.0) * u))[ok].ravel())
+    ulps, judged = np.concatenate(ulps), np.concatenate(judged)
+    return {"max_ulps": float(ulps.max()) if ulps.size else math.nan,
+            "over_kappa_u": float(judged.max()) if judged.size else math.nan,
+            "inf": inf, "nan": nan, "flush": flush}
+
+
+def measure_case(case: KernelCase, dtype, magnitude: float, *, seed: int = 0, device: str = "cpu") -> dict:
+    """{"forward": summary, "backward": summary, "gradaudit_forward": …, "gradaudit_backward": …} for one
+    kernel at one magnitude in one dtype (summaries: max_ulps, over_kappa_u, inf, nan, flush)."""
+    dt = resolve_dtype(dtype)
+    rng = np.random.default_rng(seed)
+    args = case.args(magnitude, rng)
+    with np.errstate(over="ignore"):
+        rounded = _round(args, dt)
+    if not all(np.all(np.isfinite(a.astype(np.float64))) for a in rounded if isinstance(a, np.ndarray)):
+        return {"unrepresentable": True}
+    upstream_rng = np.random.default_rng(seed + 1)
+    run = _run_torch if case.framework == "torch" else _run_jax
+    # upstream gradient: N(0, 1) of the output's shape, or 1 for a scalar loss
+    probe_outs, _ = run(case, rounded, [None], device)
+    upstream = [None if np.ndim(o) == 0 else upstream_rng.standard_normal(np.shape(o)).astype(dt) for o in probe_outs]
+    outs, grads = run(case, rounded, upstream, device)
+    ref_f, ref_b, kap_f, kap_b = _exact(case, rounded, upstream)
+    row = {"forward": _summary(outs, ref_f, kap_f, dt), "backward": _summary(grads, ref_b, kap_b, dt)}
+    if case.op:
+        fwd = derive.get_op(case.op)
+        bwd, bargs = _backward_args(fwd, rounded, upstream)
+        for key, op, a, ref, kap in (("gradaudit_forward", fwd, rounded, ref_f, kap_f),
+                                     ("gradaudit_backward", bwd, bargs, ref_b, kap_b)):
+            name = op.stable_formulation.name
+            with np.errstate(all="ignore"):
+                got = as_tuple(evaluate(op.name, *a, dtype=dt, formulation=name))
+            row[key] = {**_summary(got, ref, kap, dt), "formulation": name}
+    return row
+
+
+# ---------------------------------------------------------------- Markdown
+
+def _fmt(x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞"
+    return f"{x:.3g}"
+
+
+def _cell(s: dict) -> tuple[str, str, str]:
+    if not s:
+        return "—", "—", "—"
+    if "dtype_out" in s:
+        return f"returned {s['dtype_out']}", "—", "—"
+    bad = f"{s['inf']}/{s['nan']}" + (f" ({s['flush']} flushed)" if s["flush"] else "")
+    return _fmt(s["max_ulps"]), _fmt(s["over_kappa_u"]), bad
+
+
+def frameworks_markdown(results: list, environment: dict) -> str:
+    """The report from ``[(case, dtype, magnitude, row)]`` and ``environment`` (framework versions, device)."""
+    lines = ["# Framework kernels against the certified reference", "",
+             "Each framework kernel and its autograd backward pass, run on the same inputs in each dtype and "
+             "compared element by element with the exact value for those inputs. Columns: worst error in ULPs "
+             "of the dtype; worst relative error ÷ (max(κ, 1)·u) over elements whose exact value is a normal "
+             "number (≈ 1 for a backward-stable kernel, ≫ 1 for an unstable one); inf/nan outputs. "
+             "Beside it, gradaudit's stable formulation of the same op, measured the same way.", "",
+             "Inputs: logits z = M·N(0, 1) of shape (4, 8) (integer class ids for cross-entropy); "
+             "batch norm x = M + N(0, 1) of shape (16, 4), layer norm the same of shape (4, 16), "
+             "γ, β ~ N(0, 1), ε = 1e-5; upstream gradients ~ N(0, 1) (1 for the scalar loss). "
+             "Seed 0; one thread.", "",
+             "## Environment", "", "| what | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in environment.items()]
+    lines.append("")
+    seen = []
+    for case, _, _, _ in results:
+        if case.label not in [c.label for c in seen]:
+            seen.append(case)
+    for case in seen:
+        rows = [(dt, m, r) for c, dt, m, r in results if c.label == case.label]
+        lines += [f"## `{case.label}`", ""]
+        lines.append(f"gradaudit op: `{case.op}`." if case.op else f"Note: {case.note}.")
+        lines.append("")
+        for pass_name in ("forward", "backward"):
+            lines += [f"**{pass_name}**" + (" (autograd)" if pass_name == "backward" else ""), "",
+                      f"| dtype | {case.xname} | {case.framework} ULPs | {case.framework} err/κu | inf/nan "
+                      "| gradaudit formulation | its ULPs | its err/κu | its inf/nan |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            for dt, m, r in rows:
+                if r.get("unrepresentable"):
+                    lines.append(f"| {dt} | {_fmt(m)} | inputs overflow {dt} | | | | | | |")
+                    continue
+                ours = r.get(f"gradaudit_{pass_name}", {})
+                lines.append(f"| {dt} | {_fmt(m)} | {' | '.join(_cell(r[pass_name]))} | "
+                             f"{('`' + ours['formulation'] + '`') if ours else '—'} | {' | '.join(_cell(ours))} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _environment(frameworks, device) -> dict:
+    env = {}
+    if "torch" in frameworks:
+        import torch
+        env["torch"] = torch.__version__
+        env["torch device"] = device
+    if "jax" in frameworks:
+        import jax
+        env["jax"] = jax.__version__
+        env["jax device"] = str(jax.devices()[0].platform)
+        env["jax x64"] = "enabled" if jax.config.jax_enable_x64 else "disabled (float64 rows skipped)"
+    return env
+
+
+def write_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=None, magnitudes=None):
+    """Write ``out/frameworks.md`` when torch (or JAX) is importable; returns its path, or None when
+    neither is.  ``cases``/``magnitudes`` narrow the run (tests)."""
+    from pathlib import Path
+    from derive.atomic import write_text
+    if cases is None:
+        cases = (torch_cases() if torch_tensors.available() else []) + (jax_cases() if jax_arrays.available() else [])
+    if not cases:
+        return None
+    frameworks = sorted({c.framework for c in cases})
+    device = "cpu"
+    results = []
+    threads = None
+    if "torch" in frameworks:
+        import torch
+        device = torch_tensors.default_device()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+    try:
+        for case in cases:
+            for d in dtypes:
+                dt = resolve_dtype(d, argument="dtypes")
+                if case.framework == "jax" and dt == np.float64:
+                    import jax
+                    if not jax.config.jax_enable_x64:
+                        continue
+                for m in (magnitudes or case.magnitudes):
+                    results.append((case, dt.name, m, measure_case(case, dt, m, seed=seed, device=device)))
+    finally:
+        if threads is not None:
+            torch.set_num_threads(threads)
+    path = Path(out) / "frameworks.md"
+    write_text(path, frameworks_markdown(results, _environment(frameworks, device)) + "\n")
+    return path

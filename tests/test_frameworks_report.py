@@ -1,0 +1,93 @@
+"""reports/frameworks.md: torch's (and JAX's) kernels measured against exact values."""
+import importlib.util
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from numeric import frameworks_report as fr
+
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+
+
+def test_mp_log_softmax_matches_fsum_definition():
+    z = np.array([[1.0, -2.0, 0.5], [1000.0, 0.0, -1000.0]])
+    got = fr._mp_certified(fr._mp_log_softmax, (z,))[0]
+    for b in range(2):
+        lse = math.log(math.fsum(math.exp(v - z[b].max()) for v in z[b])) + z[b].max()
+        for k in range(3):
+            assert float(got[b, k]) == pytest.approx(z[b, k] - lse, rel=1e-15, abs=1e-300)
+
+
+def test_mp_layer_norm_matches_textbook_and_its_backward_matches_finite_differences():
+    rng = np.random.default_rng(5)
+    x, w, b, dy = rng.standard_normal((3, 5)), rng.standard_normal(5), rng.standard_normal(5), rng.standard_normal((3, 5))
+    eps = 1e-5
+    y = fr._mp_certified(fr._mp_layer_norm, (x, w, b, eps))[0].astype(float)
+    xhat = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + eps)
+    assert np.allclose(y, w * xhat + b, rtol=1e-12, atol=1e-12)
+    dx, dw, db = (a.astype(float) for a in fr._mp_certified(fr._mp_layer_norm_backward, (x, w, b, eps, dy)))
+    # central differences of L = Σ dy ⊙ layer_norm(x) in mpmath at 100 digits
+    with mpmath.workdps(100):
+        h = mpmath.mpf(10) ** -30
+
+        def loss(xv, wv, bv):
+            out = fr._mp_layer_norm(xv, wv, bv, mpmath.mpf(eps))[0]
+            return mpmath.fsum(dy[i, j] * out[i, j] for i in range(3) for j in range(5))
+        X = np.vectorize(mpmath.mpf, otypes=[object])(x)
+        W = [mpmath.mpf(v) for v in w]
+        B = [mpmath.mpf(v) for v in b]
+        for (i, j) in [(0, 0), (2, 4), (1, 2)]:
+            Xp, Xm = X.copy(), X.copy()
+            Xp[i, j] += h
+            Xm[i, j] -= h
+            assert float((loss(Xp, W, B) - loss(Xm, W, B)) / (2 * h)) == pytest.approx(dx[i, j], rel=1e-12)
+        Wp = list(W)
+        Wp[3] += h
+        assert float((loss(X, Wp, B) - loss(X, W, B)) / h) == pytest.approx(dw[3], rel=1e-12)
+        assert db[1] == pytest.approx(dy[:, 1].sum(), rel=1e-14)
+
+
+@needs_torch
+def test_measured_ulps_match_an_independent_computation():
+    """max ULPs of torch.softmax in float32 recomputed here: mpmath at 60 digits, ulp = 2^(e − 23)."""
+    import torch
+    case = next(c for c in fr.torch_cases() if c.label.startswith("torch.softmax"))
+    row = fr.measure_case(case, "float32", 10.0, seed=3)
+    z = case.args(10.0, np.random.default_rng(3))[0].astype(np.float32)
+    got = torch.softmax(torch.from_numpy(z), dim=1).numpy()
+    worst = 0.0
+    with mpmath.workdps(60):
+        for b in range(z.shape[0]):
+            exps = [mpmath.exp(mpmath.mpf(float(v))) for v in z[b]]
+            total = mpmath.fsum(exps)
+            for k, e in enumerate(exps):
+                exact = e / total
+                ulp = mpmath.ldexp(1, int(mpmath.floor(mpmath.log(exact, 2))) - 23)
+                worst = max(worst, float(abs(mpmath.mpf(float(got[b, k])) - exact) / ulp))
+    assert row["forward"]["max_ulps"] == pytest.approx(worst, rel=1e-9)
+    assert row["forward"]["inf"] == row["forward"]["nan"] == 0
+
+
+@needs_torch
+def test_upcast_is_reported():
+    import torch
+    case = fr.KernelCase("torch", "softmax in float32", lambda z: torch.softmax(z.float(), dim=1), fr._logits,
+                         (0,), (1.0,), "max |z|", op="softmax")
+    row = fr.measure_case(case, "bfloat16", 1.0)
+    assert row["forward"] == {"dtype_out": "float32"}
+
+
+@needs_torch
+def test_write_report_names_torch_version(tmp_path):
+    import torch
+    cases = [c for c in fr.torch_cases() if c.label.startswith(("torch.softmax", "F.cross_entropy"))]
+    path = fr.write_frameworks_report(tmp_path, dtypes=("bfloat16", "float32"), cases=cases, magnitudes=(1.0,))
+    text = path.read_text()
+    assert path.name == "frameworks.md"
+    assert f"| torch | {torch.__version__} |" in text and "| torch device | " in text
+    assert "## `torch.softmax(z, dim=1)`" in text and "gradaudit op: `cross_entropy[labels=index,reduction=mean]`" in text
+    assert text.count("| bfloat16 | 1 |") == 4        # two kernels × forward/backward
+    again = fr.write_frameworks_report(tmp_path, dtypes=("bfloat16", "float32"), cases=cases, magnitudes=(1.0,))
+    assert again.read_text() == text                   # deterministic
