@@ -35,6 +35,9 @@ def op_call(op_name: str, args: dict, output=0):
     """``reference(op, ...)`` with arguments by input name (missing scalars from the op's defaults);
     ``output`` selects one output by index or name.  Returns an object array of mpmath numbers."""
     op = get_op(op_name)
+    unknown = set(args) - {i.name for i in op.inputs}
+    if unknown:
+        raise ValueError(f"{op_name} has no input {sorted(unknown)[0]!r} (inputs: {', '.join(i.name for i in op.inputs)})")
     values = []
     for inp in op.inputs:
         if inp.name in args:
@@ -43,9 +46,6 @@ def op_call(op_name: str, args: dict, output=0):
             values.append(np.float64(op.scalars[inp.name]))
         else:
             raise ValueError(f"{op_name} needs argument {inp.name!r} (inputs: {', '.join(i.name for i in op.inputs)})")
-    unknown = set(args) - {i.name for i in op.inputs}
-    if unknown:
-        raise ValueError(f"{op_name} has no input {sorted(unknown)[0]!r} (inputs: {', '.join(i.name for i in op.inputs)})")
     out = reference(op_name, *values)
     outs = out if isinstance(out, tuple) else (out,)
     names = [o.name for o in op.outputs]

@@ -53,6 +53,7 @@ _NORMALIZED = re.compile(r"normali[sz]ed|x̂", re.IGNORECASE)
 _EPS = re.compile(r"(?:ε|\beps(?:ilon)?)\s*=\s*(" + NUMBER + ")")
 _T = re.compile(r"\bT\s*=\s*(" + NUMBER + ")")
 _SAMPLE = re.compile(r"^[\W_]*sample\s+(\d+)\b", re.IGNORECASE)
+_INLINE_SOFTMAX = re.compile(r"softmax\s*\(\s*(\[[^\]]*\])\s*(?:/\s*(" + NUMBER + r")\s*)?\)", re.IGNORECASE)
 _SUBSCRIPT = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
 _INDEXED = re.compile(r"^\s*z_?([₀-₉]+|\d+)\s*=\s*(" + NUMBER + r")(?!\s*[-+*/×·^])")
 _P_OF = re.compile(r"^\s*P\s*\((?:[^()]*?\s)?(\d+)\)\s*=")
@@ -203,7 +204,13 @@ def _flatten(a):
     return [a]
 
 
-def _chain_claims(segments: list[_Segment], source: str, block: int) -> list[Check]:
+_LOSS = re.compile(r"loss|(?:^|\W)L[₀-₉\d]*$", re.IGNORECASE)
+
+
+def _chain_claims(segments: list[_Segment], source: str, block: int, label: str = "") -> list[Check]:
+    """Bare numbers of a chain against the nearest arithmetic before them.  A chain labelled as a loss
+    (``Loss = −log(0.828) = 0.189``) is filed under the cross_entropy op: −log p is its value at p."""
+    op = "cross_entropy" if _LOSS.search(label.strip()) else ""
     out = []
     for i, seg in enumerate(segments):
         if i == 0:
@@ -228,7 +235,7 @@ def _chain_claims(segments: list[_Segment], source: str, block: int) -> list[Che
         if isinstance(value, list) and (not isinstance(printed, list) or len(value) != len(printed)
                                         or not all(isinstance(p, Printed) for p in printed)):
             continue
-        out.append(_check(seg.line, source, f"{expr.strip()} (arithmetic)", printed, value, block=block))
+        out.append(_check(seg.line, source, f"{expr.strip()} (arithmetic)", printed, value, block=block, op=op))
     return out
 
 
@@ -312,8 +319,8 @@ def _labelled_values(line_text: str, line_no: int, continuation: list[tuple[int,
                 more = _split_top(cont.strip()[1:], "=≈")
                 segs.append(_Segment(more[0][0], n, False))
                 segs += [_Segment(p, n, sep == "≈") for p, sep in more[1:]]
-        chains.append(segs)
         first = segs[0].text.strip(" *_")
+        chains.append((segs, first if not arith.is_arithmetic(first) else prefix))
         label = first if (_pure(first) is None and not arith.is_arithmetic(first)) else ""
         if not label and len(segs) == 1:
             label = prefix
@@ -381,8 +388,8 @@ def inline_claims(doc, skip_lines: set[int]) -> list[Check]:
         if mi:
             ctx.indexed[int(mi.group(1).translate(_SUBSCRIPT))] = parse_number(mi.group(2))
         chains, labelled = _labelled_values(text, n, cont)
-        for segs in chains:
-            found = _chain_claims(segs, "inline", block)
+        for segs, chain_label in chains:
+            found = _chain_claims(segs, "inline", block, chain_label)
             out += found or _indexed_claim(ctx, text, segs, block)
         for lv in labelled:
             out += _context_claims(ctx, lv, "inline", block)
@@ -447,6 +454,15 @@ def _context_claims(ctx: _Context, lv: _Labelled, source: str, block: int) -> li
         return [c] if c else []
     if lv.from_chain:
         return out
+    m = _INLINE_SOFTMAX.search(tail)
+    if m and rows is not None and len(rows) == 1:            # softmax([1, 2, 3]) = […], softmax([…] / 2) = […]
+        z = parse_array(m.group(1))
+        t = parse_number(m.group(2)) if m.group(2) else None
+        if z is not None and _rows(z) is not None and len(_rows(z)) == 1 and len(z) == len(rows[0]) and (
+                t is None or t.value > 0):
+            exact = op_slice("softmax", z=[float(p.value / (t.value if t else 1)) for p in z])
+            what = f"softmax({_text(z)}{' / ' + t.text if t else ''})"
+            return [_check(line, source, what, rows[0], exact, op="softmax", block=block)]
     for name, pattern in LABELS:
         if not pattern.search(tail):
             continue
