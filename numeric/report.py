@@ -27,6 +27,7 @@ from derive.atomic import write_text
 from .derivation_md import derivation_markdown
 from .dtypes import DTYPES, finfo, resolve_dtype
 from .figures import error_curves
+from .frameworks_report import FRAMEWORKS_INDEX_LINE, write_frameworks_report
 from .report_set import replaced_as_a_whole
 from .sweep import SUMMARY_KEYS, sample_inputs, sweep_point
 from .thresholds import Threshold, find_thresholds
@@ -252,10 +253,11 @@ def _findings(series: dict, dtypes, *, xname: str, fmt=_g) -> str:
                    + " (not measured, counted in % inputs not representable).")
     clean, stable, unstable = [], [], []
     for label, by_dtype in series.items():
-        bad = []
+        bad, measured = [], 0
         worst = (math.nan, "")
         for dtype in dtypes:
             pts = _measured(by_dtype.get(dtype, []))
+            measured += len(pts)
             xs = [x for x, s in pts if s["pct_nonfinite"] > 0]
             if xs:
                 bad.append(f"{dtype} at {len(xs)} of {len(pts)} measured points ({xname} {_x_range(xs, fmt)})")
@@ -265,7 +267,7 @@ def _findings(series: dict, dtypes, *, xname: str, fmt=_g) -> str:
                     worst = (r, dtype)
         if bad:
             out.append(f"`{label}` returns inf/nan in " + "; ".join(bad) + ".")
-        else:
+        elif measured:
             clean.append(label)
         if not math.isnan(worst[0]):
             (stable if worst[0] <= STABLE_FACTOR else unstable).append((label, worst))
@@ -558,8 +560,10 @@ def _write_set(families, config: ReportConfig) -> list[Path]:
         path = config.out / f"{family}.md"
         write_text(path, text)
         written.append(path)
+    frameworks = write_frameworks_report(config.out, dtypes=config.dtypes, seed=config.seed)  # None without torch/JAX
+    written += [frameworks] if frameworks else []
     index = config.out / "index.md"
-    write_text(index, _index(config, families, thresholds))
+    write_text(index, _index(config, families, thresholds) + (FRAMEWORKS_INDEX_LINE if frameworks else ""))
     if _tutorial_audit() is not None:
         written.append(config.out / "tutorial-audit.md")
         write_text(written[-1], render_markdown(_tutorial_audit()))

@@ -369,3 +369,20 @@ def test_out_containing_the_current_directory_is_refused(tmp_path, cli):
     proc = cli("report", "--out", str(out), cwd=out / "figures", env={"GRADAUDIT_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 2 and "current directory" in proc.stderr and "Traceback" not in proc.stderr
     assert (out / "figures").is_dir()
+
+
+def test_findings_are_generated_from_the_points_they_summarise():
+    from numeric.report import _findings
+    from numeric.sweep import UNREPRESENTABLE
+
+    def point(ratio, nonfinite=0.0):
+        return {"max_rel_over_kappa_u": ratio, "pct_nonfinite": nonfinite, "input_overflow": False}
+    series = {"a": {"float32": [(1.0, point(1.5)), (10.0, point(193.0))]},
+              "b": {"float32": [(1.0, point(2.0)), (10.0, point(3.0, nonfinite=25.0))]},
+              "c": {"float32": [(1.0, dict(UNREPRESENTABLE))]}}
+    text = _findings(series, ("float32",), xname="M")
+    assert "Beyond 10·κu: `a` (worst 193, float32)" in text
+    assert "`b` returns inf/nan in float32 at 1 of 2 measured points (M = 10)" in text
+    assert "Within 10·κu in every dtype: `b` (worst 3, float32)" in text
+    assert "Inputs overflow float32 at M = 1" in text
+    assert "`c`" not in text                      # nothing measured, nothing claimed
