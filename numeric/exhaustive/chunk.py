@@ -144,8 +144,8 @@ def _evaluate(plan, op, unit, varied, values, batch):
         try:
             ref = _per_point(_reference_float64(op.name, exact), ref_axes, axis, n)
             return got, ref, np.ones(n, bool)
-        except ReferenceNotCertified:
-            pass                                 # judge point by point below; the odd one out is dropped
+        except (ReferenceNotCertified, ValueError):
+            pass                     # judge point by point below; points outside the op's domain are dropped
         ref = np.full(next(iter(got.values())).shape, np.nan)
         certified = np.ones(n, bool)
         for i in range(n):
@@ -153,7 +153,7 @@ def _evaluate(plan, op, unit, varied, values, batch):
             try:
                 ref[i] = _per_point(_reference_float64(op.name, [np.asarray(a, dtype=dt).astype(np.float64)
                                                                   for a in one]), ref_axes, axis, 1)[0]
-            except ReferenceNotCertified:
+            except (ReferenceNotCertified, ValueError):
                 certified[i] = False
         return got, ref, certified
     got = {f: [] for f in forms}
@@ -170,7 +170,7 @@ def _evaluate(plan, op, unit, varied, values, batch):
         try:
             refs.append(np.concatenate([o.ravel() for o in _reference_float64(
                 op.name, [a.astype(np.float64) for a in rounded])]))
-        except ReferenceNotCertified:
+        except (ReferenceNotCertified, ValueError):      # not certified, or outside the op's domain
             certified[i] = False
             refs.append(np.full(got[forms[0]][-1].shape, np.nan))
     return {f: np.stack(v) for f, v in got.items()}, np.stack(refs), certified

@@ -6,14 +6,16 @@ value it rounds reaches Ω = (2 − 2^-p)·2^emax, the midpoint between the larg
 exact value of some step (every elementwise and reduction step, on the dtype-rounded inputs with exact
 operations) has |·| ≥ Ω.  It is found without the dtype's kernels:
 
-1. every step in float64 at every grid value (vectorised; float64's range holds Ω of the narrow dtypes),
+1. every step in arb ball arithmetic (128 bits, unbounded exponent) at every grid value, batched,
 2. each place where that predicate changes between neighbours re-decided at the nearby grid values in
    256-bit mpmath, and the crossing point v* (|step(v*)| = Ω) bisected in the reals, e.g. the naive
    softmax's e = exp(z) reaches Ω at z = ln Ω,
 3. the first grid value past v* computed from the dtype's own rounding (independent of the grid array).
 
-The measured set (points where the dtype's kernel returns inf/nan) is then compared with it, exactly.
-For float64 the analytic set is not computed (Ω lies beyond float64, so step 1 cannot see it).
+It is compared, exactly, with the measured set of values at which some step of the dtype's own kernel is
+inf or nan (they differ where rounding of earlier steps, or an underflow such as log 0, decides), and the
+report also shows where the *outputs* are inf or nan (a step's overflow can also end in a finite, wrong
+output, e.g. 1/inf = 0).
 """
 from __future__ import annotations
 
@@ -78,31 +80,48 @@ class _Setting:
         self.form = _watched(self.op.formulations[formulation])
         self.omega = overflow_bound(self.dtype)
 
-    def float64_predicate(self, values: np.ndarray) -> np.ndarray:
-        """Per grid value: some step's float64 value has |·| ≥ Ω (or is nan)."""
-        k = Kernel(self.form, "numpy")
+    def _blocks(self, values: np.ndarray, backend: str, convert, decide):
+        """Per grid value: ``decide`` over the values of every watched step, run by ``backend``."""
+        k = Kernel(self.form, backend)
         axis = self.op.independent_axis
         out = np.zeros(values.size, bool)
+        p, idx = self.varied[0]
         with np.errstate(all="ignore"):
             if self.batch:
                 for s in range(0, values.size, _BLOCK):
                     chunk = values[s:s + _BLOCK]
                     n = chunk.size
-                    steps = k.run(*_stack(self.op, self.unit, self.varied, chunk[:, None]))
+                    steps = k.run(*[convert(a) for a in _stack(self.op, self.unit, self.varied, chunk[:, None])])
                     for name, value in zip(self.form.outputs, steps):
                         axes = k.axes[name]
-                        big = ~(np.abs(value) < self.omega)
+                        hit = decide(np.asarray(value))
                         if axis in axes:
-                            out[s:s + n] |= np.moveaxis(big, axes.index(axis), 0).reshape(n, -1).any(axis=1)
+                            out[s:s + n] |= np.moveaxis(hit, axes.index(axis), 0).reshape(n, -1).any(axis=1)
                         else:
-                            out[s:s + n] |= bool(big.any())
+                            out[s:s + n] |= bool(hit.any())
             else:
-                p, idx = self.varied[0]
                 for i, v in enumerate(values):
                     args = [a.copy() for a in self.unit]
                     args[p][idx] = v
-                    out[i] = any(bool(np.any(~(np.abs(x) < self.omega))) for x in k.run(*args))
+                    out[i] = any(bool(decide(np.asarray(x)).any()) for x in k.run(*[convert(a) for a in args]))
         return out
+
+    def exact_mask(self, values: np.ndarray) -> np.ndarray:
+        """Per grid value: some step's exact value (arb balls at 128 bits, unbounded exponent) has
+        midpoint |·| ≥ Ω."""
+        import flint
+
+        omega = flint.arb(self.omega)
+        to_arb = np.frompyfunc(flint.arb, 1, 1)
+        exceeds = np.frompyfunc(lambda x: isinstance(x, flint.arb) and abs(x.mid()) >= omega, 1, 1)
+        with flint.ctx.workprec(128):
+            return self._blocks(values, "arb", lambda a: np.asarray(to_arb(a), dtype=object),
+                                lambda x: np.asarray(exceeds(x), dtype=bool))
+
+    def dtype_mask(self, values: np.ndarray) -> np.ndarray:
+        """Per grid value: some step of the dtype's own kernel is inf or nan."""
+        return self._blocks(values, "numpy", lambda a: np.asarray(a, dtype=self.dtype),
+                            lambda x: ~np.isfinite(x.astype(np.float64)))
 
     def exact_predicate(self, v) -> tuple[bool, str]:
         """(some step's exact value has |·| ≥ Ω at the real number v, the first such step)."""
@@ -122,10 +141,12 @@ class _Setting:
 
 
 def analytic_overflow(plan: dict, formulation: str, grid: np.ndarray) -> dict:
-    """{"mask": analytic overflow set on ``grid`` (bool array), "crossings": [{after, first, exact, step,
-    rising, independent_first}]} for one varied element (see the module doc)."""
+    """{"mask": analytic overflow set on ``grid`` (bool array), "steps": where some step of the dtype's
+    kernel is inf/nan (bool array), "crossings": [{after, first, exact, step, rising, independent_first}]}
+    for one varied element (see the module doc)."""
     setting = _Setting(plan, formulation)
-    mask = setting.float64_predicate(grid)
+    mask = setting.exact_mask(grid)
+    steps = setting.dtype_mask(grid)
     crossings = []
     for i in np.flatnonzero(mask[:-1] != mask[1:]):
         lo, hi = max(int(i) - 2, 0), min(int(i) + 3, grid.size - 1)
@@ -152,4 +173,4 @@ def analytic_overflow(plan: dict, formulation: str, grid: np.ndarray) -> dict:
     unique = {}
     for c in crossings:
         unique.setdefault(c["after"], c)
-    return {"mask": mask, "crossings": [unique[k] for k in sorted(unique)]}
+    return {"mask": mask, "steps": steps, "crossings": [unique[k] for k in sorted(unique)]}

@@ -124,7 +124,8 @@ def report_markdown(plan: dict, result: dict, analytic: dict, figure: str) -> st
              "rounded once to float64 for the comparison, which moves a ULP count by < 2^-29) in ULPs of "
              f"{plan['dtype']} at the reference value. Outputs in slices of the independent axis that hold no varied "
              "element do not depend on it and are not part of the sweep."
-             + (f" {result['uncertified']} points whose reference could not be certified are left out."
+             + (f" {result['uncertified']} points are left out: their reference could not be certified or they lie "
+                "outside the op's domain (the reference rejects them, e.g. a negative ε)."
                 if result["uncertified"] else ""), ""]
     lines += ["## Errors", "",
               "| formulation | output elements | exact | ≤ ½ ULP (correctly rounded) | ≤ 1 ULP | max ULPs | points with inf/nan | wrongly 0 |",
@@ -157,11 +158,12 @@ def report_markdown(plan: dict, result: dict, analytic: dict, figure: str) -> st
             values = [grid[point]] if len(varied) == 1 else [grid[point // n], grid[point % n]]
             lines.append(f"| `{f}` | " + " | ".join(_v(v) for v in values) +
                          f" | `{_element_label(plan, element)}` | {got!r} | {ref!r} | {_ulps(ulps)} |")
-    lines += ["", "## Where the output is inf or nan", ""]
+    lines += ["", "## Overflow: where outputs and steps are inf or nan", ""]
     if len(varied) == 1:
-        lines += [f"Measured: the values of `{varied[0]}` at which some output of the formulation is inf or nan, as "
-                  f"closed intervals of {plan['dtype']} values (every grid value inside is included). Analytic: the "
-                  "values at which the *exact* value of some step of the formulation reaches "
+        lines += [f"Sets of values of `{varied[0]}`, as closed intervals of {plan['dtype']} values (every grid value "
+                  "inside is included): where some output of the formulation is inf or nan; where some step of the "
+                  f"formulation, run in {plan['dtype']}, is inf or nan; and the analytic set, where the *exact* value of "
+                  "some step (on the same rounded inputs) reaches "
                   f"Ω = (2 − 2^-{p})·2^{int(info.maxexp - 1)} = {_v(_omega(info))}, the smallest magnitude that rounds to "
                   "inf, found in exact arithmetic without the dtype's kernel; v* is where the step crosses Ω, and "
                   f"the first {plan['dtype']} value past it is computed from the dtype's own rounding.", ""]
@@ -173,26 +175,33 @@ def report_markdown(plan: dict, result: dict, analytic: dict, figure: str) -> st
             lines += [f"- {t}" for t in _pairs(runs, grid)] or ["No point gives inf or nan."]
             lines.append("")
             continue
-        lines += ([f"- measured: {t}" for t in _intervals(runs, grid)] or ["- measured: no value gives inf or nan."])
+        lines += ([f"- outputs inf/nan: {t}" for t in _intervals(runs, grid)]
+                  or ["- outputs inf/nan: at no value."])
         a = analytic.get(f)
         if a is None:
             lines.append("- analytic: not computed for this dtype.")
         else:
             from .overflow import runs_of
 
-            predicted = runs_of(a["mask"])
-            same = [tuple(r) for r in runs] == predicted
+            steps, predicted = runs_of(a["steps"]), runs_of(a["mask"])
+            lines += ([f"- some step inf/nan in {plan['dtype']}: {t}" for t in _intervals(steps, grid)]
+                      or [f"- some step inf/nan in {plan['dtype']}: at no value."])
             for c in a["crossings"]:
                 direction = "reaches" if c["rising"] else "falls below"
-                lines.append(f"- analytic: step `{c['step'] or '?'}` {direction} Ω at v* = {_mp(c['exact'])}; between "
-                             f"{plan['dtype']} values {_v(c['after'])} and {_v(c['first'])}; first {plan['dtype']} value "
-                             f"≥ v* from the dtype's rounding: {_v(c['independent_first'])}"
-                             + ("" if c["independent_first"] == c["first"] or not c["rising"] else " (**differs**)"))
-            if not a["crossings"] and not predicted:
-                lines.append("- analytic: no step reaches Ω anywhere on the grid.")
-            lines.append(f"- measured set {'**equals**' if same else '**differs from**'} the analytic set"
-                         + ("" if same else f" (analytic intervals: {'; '.join(_intervals(predicted, grid, 5)) or 'none'})")
-                         + ".")
+                first = c["independent_first"]
+                agree = first == c["first"]        # the grid value just past v*, either direction
+                lines.append(f"- analytic: the exact value of step `{c['step'] or '?'}` {direction} Ω at v* = "
+                             f"{_mp(c['exact'])}, between {plan['dtype']} values {_v(c['after'])} and {_v(c['first'])}; "
+                             f"the first {plan['dtype']} value ≥ v*, from the dtype's own rounding, is {_v(first)}"
+                             + ("" if agree else " (**differs**)"))
+            lines += ([f"- analytic set: {t}" for t in _intervals(predicted, grid)]
+                      or ["- analytic set: empty (no step's exact value reaches Ω)."])
+            lines.append(f"- the set where a step is inf/nan {'**equals**' if steps == predicted else '**differs from**'} "
+                         "the analytic set" + ("" if steps == predicted else
+                                               " (rounding of earlier steps, or an underflow such as log 0, decides there)")
+                         + "; the outputs are inf/nan " + ("exactly there." if [tuple(r) for r in runs] == steps else
+                                                           "on a different set (an overflow inside can end in a finite, "
+                                                           "wrong output such as 1/inf = 0)."))
         lines.append("")
     return "\n".join(lines)
 

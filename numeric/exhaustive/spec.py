@@ -76,9 +76,11 @@ def _parse_list(text: str, *, argument: str):
                     return items, i + 1
                 item, i = value(i)
                 items.append(item)
-                if i < len(tokens) and tokens[i] == ",":
+                if i >= len(tokens):
+                    raise ValueError(f"{argument}: unclosed [ in {text!r}")
+                if tokens[i] == ",":
                     i += 1
-                elif i < len(tokens) and tokens[i] == "]":
+                elif tokens[i] == "]":
                     return items, i + 1
                 else:
                     raise ValueError(f"{argument}: expected , or ] in {text!r}")

@@ -1,0 +1,118 @@
+"""Executors: the same results (and report bytes) in process, in local processes and on a real Dask
+LocalCluster with one worker killed mid-run; chunk files let an interrupted run resume."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from numeric.executors import (DaskScheduler, InProcess, LocalProcesses, SCHEDULER_ENV, get_executor, run_chunks,
+                               scheduler_scope)
+
+CALLS: list = []
+
+
+def square(task):
+    CALLS.append(task)
+    if task == "boom":
+        raise RuntimeError("chunk failed")
+    return {"n": task, "square": task * task, "half": task / 2}
+
+
+def test_in_process_and_local_processes_agree_in_task_order():
+    tasks = list(range(23))
+    expected = [{"n": t, "square": t * t, "half": t / 2} for t in tasks]
+    assert run_chunks(square, tasks, executor=InProcess()) == expected
+    with LocalProcesses(2) as pool:
+        assert run_chunks(square, tasks, executor=pool) == expected
+
+
+def test_store_streams_each_result_to_a_file_and_a_rerun_resumes(tmp_path):
+    CALLS.clear()
+    tasks = [1, 2, "boom", 4]
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        run_chunks(square, tasks, store=tmp_path)
+    stored = sorted(p.name for p in tmp_path.iterdir())
+    assert len(stored) == 2 and stored[0].startswith("chunk-0000000-") and stored[1].startswith("chunk-0000001-")
+    assert json.loads((tmp_path / stored[1]).read_text()) == {"half": 1.0, "n": 2, "square": 4}
+    CALLS.clear()
+    tasks[2] = 3
+    assert [r["square"] for r in run_chunks(square, tasks, store=tmp_path)] == [1, 4, 9, 16]
+    assert CALLS == [3, 4]          # the two stored chunks were not run again
+
+
+def test_a_store_is_not_reused_for_other_tasks(tmp_path):
+    run_chunks(square, [5], store=tmp_path)
+    CALLS.clear()
+    assert run_chunks(square, [6], store=tmp_path)[0]["square"] == 36
+    assert CALLS == [6]
+
+
+def test_get_executor_choices(monkeypatch):
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    assert isinstance(get_executor(None, 1), InProcess)
+    assert isinstance(get_executor(None, 3), LocalProcesses)
+    with pytest.raises(ValueError, match="jobs must be an integer ≥ 1"):
+        LocalProcesses(0)
+    with pytest.raises(ValueError, match="scheduler must be an address"):
+        get_executor("localhost", 1)
+    monkeypatch.setenv(SCHEDULER_ENV, "not-an-address")
+    with pytest.raises(ValueError, match="not-an-address"):
+        get_executor(None, 1)
+
+
+def test_scheduler_scope_sets_and_restores_the_variable(monkeypatch):
+    monkeypatch.setenv(SCHEDULER_ENV, "tcp://before:1")
+    with scheduler_scope("tcp://inside:2"):
+        assert os.environ[SCHEDULER_ENV] == "tcp://inside:2"
+    assert os.environ[SCHEDULER_ENV] == "tcp://before:1"
+    with scheduler_scope(None):
+        assert os.environ[SCHEDULER_ENV] == "tcp://before:1"
+
+
+def test_unreachable_scheduler_is_a_clear_error():
+    with pytest.raises(ValueError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        DaskScheduler("tcp://127.0.0.1:9", timeout=1)
+
+
+class _KillOnFirstResult:
+    """A progress object that kills one worker process when the first chunk result arrives."""
+
+    def __init__(self, pid):
+        self.pid, self.killed, self.seen = pid, False, 0
+
+    def update(self, n):
+        self.seen += n
+        if not self.killed:
+            self.killed = True
+            os.kill(self.pid, signal.SIGKILL)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def test_dask_local_cluster_with_a_killed_worker_gives_the_same_report_bytes(tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from numeric.exhaustive import make_plan, parse_element, parse_fix, write_exhaustive
+    import numeric.exhaustive.run as run_module
+
+    plan = make_plan("softmax", "float16", [parse_element("z[0,0]")], fixed=[parse_fix("z=[[0.5, -1.0]]")],
+                     formulations=["naive", "shifted"])
+    local = write_exhaustive(plan, tmp_path / "local", points_per_chunk=4000, show_progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        before = client.run(os.getpid)
+        killer = _KillOnFirstResult(next(iter(before.values())))
+        monkeypatch.setattr(run_module, "progress_bar", lambda *a, **k: killer)
+        dask_paths = write_exhaustive(plan, tmp_path / "dask", executor=DaskScheduler(client), points_per_chunk=4000)
+        assert killer.killed and killer.seen == 16            # 63487 points / 4000 per chunk, every chunk once
+        client.wait_for_workers(2, timeout=30)
+        assert set(client.run(os.getpid).values()) != set(before.values())    # the nanny restarted the killed one
+    for a, b in zip(local, dask_paths):
+        assert a.name == b.name and a.read_bytes() == b.read_bytes()
+    assert not (tmp_path / "dask" / ".chunks").exists()        # chunk files are removed after a complete run
