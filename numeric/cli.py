@@ -156,8 +156,53 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_exhaustive(args) -> int:
+    import time
+    from pathlib import Path
+
+    from .dtypes import DTYPES
+    from .exhaustive import make_plan, parse_element, parse_fix, parse_size, write_exhaustive
+    from .executors import get_executor
+
+    if args.dtype not in DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}; got {args.dtype!r}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be ≥ 1; got {args.jobs}")
+    if args.samples is not None and args.samples < 3:
+        raise UsageError(f"--samples must be ≥ 3; got {args.samples}")
+    if args.chunk is not None and args.chunk < 1:
+        raise UsageError(f"--chunk must be ≥ 1; got {args.chunk}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out must be a directory; {out} is a file")
+    try:
+        varied = [parse_element(v, argument="--vary") for v in args.vary]
+        fixed = [parse_fix(f, argument="--fix") for f in args.fix]
+        sizes = dict(parse_size(s, argument="--size") for s in args.size)
+        plan = make_plan(args.op, args.dtype, varied, fixed=fixed, sizes=sizes, seed=args.seed,
+                         formulations=args.formulation or None, samples=args.samples)
+        executor = get_executor(args.scheduler, args.jobs)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if plan["samples"] is not None:
+        print(f"gradaudit: {args.dtype} has too many values to run them all: sampling {plan['samples']} per varied "
+              "element, evenly spaced in bit-pattern order (--samples to change)", file=sys.stderr)
+    print(f"gradaudit: {plan['points']} points × {len(plan['formulations'])} formulations on {executor.name}",
+          file=sys.stderr)
+    start = time.perf_counter()
+    with executor:
+        written = write_exhaustive(plan, out, executor=executor, points_per_chunk=args.chunk)
+    print(f"gradaudit: {plan['points']} points in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    for path in written:
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gradaudit", description="Prove and measure softmax / cross-entropy / batch-norm gradients.")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="run chunked work on this dask.distributed scheduler (tcp://host:8786); "
+                             "default: the GRADAUDIT_SCHEDULER environment variable, else local processes")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("list", help="list ops and their formulations")
     p.set_defaults(run=_cmd_list)
@@ -190,13 +235,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="processes for the reference computations")
     p.set_defaults(run=_cmd_report)
+    p = sub.add_parser("exhaustive", help="every value of one or two input elements in a low-precision dtype, "
+                                          "judged against the certified reference")
+    p.add_argument("op", metavar="OP")
+    p.add_argument("--dtype", required=True, help="float16 or bfloat16 (every value); float32/float64 are sampled")
+    p.add_argument("--vary", action="append", required=True, metavar="ELEMENT",
+                   help="element to run through every value, e.g. 'z[0,0]' (once or twice)")
+    p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix an input ('z=[[0,1,2]]') or one element ('z[0,1]=2.5'); the rest is drawn from --seed")
+    p.add_argument("--size", action="append", default=[], metavar="AXIS=LENGTH",
+                   help="axis length for drawn inputs, e.g. k=16 (default 8; the independent axis 1)")
+    p.add_argument("--formulation", action="append", default=[], help="only this formulation (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=int, default=None, help="grid points per element for float32/float64")
+    p.add_argument("--chunk", type=int, default=None, help="points per chunk (default: about a second of work)")
+    p.add_argument("--jobs", type=int, default=1, help="local processes when no scheduler is given")
+    p.add_argument("--scheduler", default=argparse.SUPPRESS, metavar="ADDRESS", help="as the global --scheduler")
+    p.add_argument("--out", default="reports/exhaustive", help="output directory (default reports/exhaustive/)")
+    p.set_defaults(run=_cmd_exhaustive)
     return parser
 
 
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return args.run(args)
+        from .executors import scheduler_scope
+
+        with scheduler_scope(getattr(args, "scheduler", None)):     # --scheduler reaches every command
+            return args.run(args)
     except UsageError as exc:
         print(f"gradaudit: error: {exc}", file=sys.stderr)
         return 2
