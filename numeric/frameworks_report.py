@@ -35,8 +35,12 @@ from .evaluate import as_tuple, evaluate
 from .metrics import error_metrics
 from .reference import reference
 
-__all__ = ["KernelCase", "torch_cases", "jax_cases", "measure_case", "frameworks_markdown", "write_frameworks_report"]
+__all__ = ["FRAMEWORKS_INDEX_LINE", "KernelCase", "torch_cases", "jax_cases", "measure_case", "frameworks_markdown", "write_frameworks_report"]
 
+#: Appended to reports/index.md when frameworks.md was written.
+FRAMEWORKS_INDEX_LINE = ("\n## Framework kernels\n\n[frameworks.md](frameworks.md): the installed frameworks' own softmax, "
+                         "log-softmax, cross-entropy, batch-norm and layer-norm kernels and their autograd backward "
+                         "passes, measured against the certified reference per dtype.\n")
 LOGIT_MAGNITUDES = (1.0, 100.0, 1e4)
 MEAN_OVER_STD = (1.0, 100.0, 1e4)
 CERTIFY_BITS = 83

@@ -27,6 +27,7 @@ from derive.atomic import write_text
 from .derivation_md import derivation_markdown
 from .dtypes import DTYPES, finfo, resolve_dtype
 from .figures import error_curves
+from .frameworks_report import FRAMEWORKS_INDEX_LINE, write_frameworks_report
 from .report_set import replaced_as_a_whole
 from .sweep import SUMMARY_KEYS, sample_inputs, sweep_point
 from .thresholds import Threshold, find_thresholds
@@ -559,8 +560,10 @@ def _write_set(families, config: ReportConfig) -> list[Path]:
         path = config.out / f"{family}.md"
         write_text(path, text)
         written.append(path)
+    frameworks = write_frameworks_report(config.out, dtypes=config.dtypes, seed=config.seed)  # None without torch/JAX
+    written += [frameworks] if frameworks else []
     index = config.out / "index.md"
-    write_text(index, _index(config, families, thresholds))
+    write_text(index, _index(config, families, thresholds) + (FRAMEWORKS_INDEX_LINE if frameworks else ""))
     if _tutorial_audit() is not None:
         written.append(config.out / "tutorial-audit.md")
         write_text(written[-1], render_markdown(_tutorial_audit()))
