@@ -96,7 +96,7 @@ class _Labelled:
     value: object          # Printed, or nested list of Printed
     line: int
     from_chain: bool = False
-    consumed: bool = field(default=False)
+    row_lines: tuple = ()      # line of each row of a matrix printed one row per line
 
 
 # ------------------------------------------------------------------ text helpers
@@ -364,7 +364,7 @@ def inline_claims(doc, skip_lines: set[int]) -> list[Check]:
         text = re.sub(r"\s+#\s.*$", "", raw) if in_fence else raw
         text = text.replace("**", "").replace("`", "")
         # a multi-line array ("Z = [" … "]")
-        consumed_to = n
+        consumed_to, row_lines = n, ()
         if text.count("[") > text.count("]"):
             depth, j, joined = text.count("[") - text.count("]"), n, text
             while depth > 0 and j < len(lines) and j - n < 40:
@@ -374,6 +374,7 @@ def inline_claims(doc, skip_lines: set[int]) -> list[Check]:
                 depth += nxt.count("[") - nxt.count("]")
             if depth == 0:
                 text, consumed_to = joined, j
+                row_lines = tuple(k for k in range(n + 1, j + 1) if re.match(r"^\s*\[\s*[-−\d.]", lines[k - 1]))
         # continuation lines ("     = 0.189")
         cont = []
         j = consumed_to
@@ -392,6 +393,7 @@ def inline_claims(doc, skip_lines: set[int]) -> list[Check]:
             found = _chain_claims(segs, "inline", block, chain_label)
             out += found or _indexed_claim(ctx, text, segs, block)
         for lv in labelled:
+            lv.row_lines = row_lines
             out += _context_claims(ctx, lv, "inline", block)
         if re.search(r"\[[^\]]*(?:\.\.\.|…)", text):
             ctx.data = None
@@ -467,7 +469,7 @@ def _context_claims(ctx: _Context, lv: _Labelled, source: str, block: int) -> li
         if not pattern.search(tail):
             continue
         if name == "exp" or name == "softmax" or name == "cross_entropy_backward":
-            out += _logit_claim(ctx, name, value, rows, line, source, block)
+            out += _logit_claim(ctx, name, value, rows, line, source, block, lv.row_lines)
             return out
     if isinstance(value, Printed) and re.fullmatch(r"sum", tail, re.IGNORECASE) and ctx.exps and line - ctx.exps[0] <= 3:
         exact = sum(ctx.exps[1])
@@ -477,7 +479,7 @@ def _context_claims(ctx: _Context, lv: _Labelled, source: str, block: int) -> li
     return out
 
 
-def _logit_claim(ctx, name, value, rows, line, source, block) -> list[Check]:
+def _logit_claim(ctx, name, value, rows, line, source, block, row_lines=()) -> list[Check]:
     if rows is None or not ctx.logits:
         return []
     if len(rows) > 1:
@@ -491,6 +493,8 @@ def _logit_claim(ctx, name, value, rows, line, source, block) -> list[Check]:
         pairs = [(k, (z, rows[0]))]
     out = []
     for k, (z, printed) in pairs:
+        if len(rows) > 1 and len(row_lines) == len(rows):
+            line = row_lines[k]
         if name == "exp":
             with mpmath.workdps(40):
                 exact = [mpmath.exp(mpmath.mpf(p.text.replace("−", "-"))) for p in z]
