@@ -261,6 +261,8 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         from .executors import scheduler_scope
 
+        if getattr(args, "scheduler", None) and "://" not in args.scheduler:
+            raise UsageError(f"--scheduler must be an address such as tcp://127.0.0.1:8786; got {args.scheduler!r}")
         with scheduler_scope(getattr(args, "scheduler", None)):     # --scheduler reaches every command
             return args.run(args)
     except UsageError as exc:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -60,8 +61,13 @@ class InProcess(Executor):
             yield i, fn(task)
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class LocalProcesses(Executor):
-    """``jobs`` local worker processes (``concurrent.futures``); the pool starts on first use."""
+    """``jobs`` local worker processes (``concurrent.futures``); the pool starts on first use.  Workers
+    ignore Ctrl-C: the parent alone handles it (one message, no traceback per worker) and cancels the rest."""
 
     def __init__(self, jobs: int):
         if not isinstance(jobs, int) or jobs < 1:
@@ -72,7 +78,7 @@ class LocalProcesses(Executor):
 
     def imap_unordered(self, fn, tasks):
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs)
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, initializer=_ignore_sigint)
         futures = {self._pool.submit(fn, task): i for i, task in enumerate(tasks)}
         try:
             for future in as_completed(futures):
