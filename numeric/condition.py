@@ -26,6 +26,7 @@ from derive.rounding_model import rounding_model_formulation
 
 from .arguments import check_arguments
 from .dtypes import finfo
+from .engines.arb_arrays import array_kernel
 from .evaluate import kernel
 
 __all__ = ["condition_numbers", "sensitivities", "rounding_bounds"]
@@ -62,7 +63,13 @@ def _batched_jvp_kernel(op_name: str) -> Kernel:
 
 @lru_cache(maxsize=None)
 def _rounding_kernel(op_name: str) -> Kernel:
-    return Kernel(rounding_model_formulation(get_op(op_name).stable_formulation), "arb")
+    """The rounding model of the op's stable formulation, run on whole arrays of arb balls."""
+    return array_kernel(rounding_model_formulation(get_op(op_name).stable_formulation))
+
+
+_widen = np.frompyfunc(flint.arb, 2, 1)                      # arb(mid, rad) per element, in C
+_radius = np.frompyfunc(flint.arb.rad, 1, 1)
+_finite = np.frompyfunc(flint.arb.is_finite, 1, 1)
 
 
 def rounding_bounds(op: str, *args, dtype):
@@ -79,13 +86,17 @@ def rounding_bounds(op: str, *args, dtype):
         balls = []
         for a, inp in zip(arrays, the_op.inputs):
             if inp.axes:
-                balls.append(np.asarray(np.frompyfunc(lambda v: flint.arb(v, abs(v) * u), 1, 1)(a), dtype=object))
+                balls.append(np.asarray(_widen(a, np.abs(a) * u), dtype=object))
             else:
                 balls.append(flint.arb(float(a)))
         eta = float(finfo(dtype).smallest_subnormal)
         out = _rounding_kernel(op).run(*balls, flint.arb(0, u), flint.arb(0, eta))
-        radius = np.frompyfunc(lambda b: float(b.rad()) if b.is_finite() else np.inf, 1, 1)
-        bounds = tuple(np.asarray(radius(np.asarray(o, dtype=object)), dtype=np.float64) for o in out)
+        bounds = []
+        for o in out:
+            o = np.asarray(o, dtype=object)
+            radius = np.asarray(_radius(o), dtype=object).astype(np.float64)
+            bounds.append(np.where(np.asarray(_finite(o), dtype=bool), radius, np.inf))
+        bounds = tuple(bounds)
     return bounds[0] if len(bounds) == 1 else bounds
 
 
