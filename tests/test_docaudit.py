@@ -96,6 +96,13 @@ def test_claims_file_pins_numbers_to_op_calls(tmp_path, capsys):
         printed = "0.6652"
 
         [[claim]]
+        line = 25
+        op = "softmax"
+        args = { z = [[1.0, 2.0, 3.0]] }
+        index = [0, 2]
+        printed = 0.6650
+
+        [[claim]]
         line = 38
         op = "cross_entropy"
         args = { z = [[0.0, 0.0]], y = [[1.0, 0.0]] }
@@ -104,6 +111,7 @@ def test_claims_file_pins_numbers_to_op_calls(tmp_path, capsys):
     audit = audit_document(CORRECT, claims=claims, timeout=60)
     pinned = {c.line: c for c in audit.checks if c.source == "claims file"}
     assert pinned[24].verdict == "agrees"                       # softmax([1, 2, 3])[2] = 0.66524…
+    assert pinned[25].verdict == "wrong"                        # 0.6650 as written: four decimals, 0.66524… ≠
     assert pinned[38].verdict == "wrong"                        # log 2 = 0.693…, not 0.5
     assert float(pinned[38].certified) == pytest.approx(math.log(2), abs=1e-6)
     assert main(["audit", str(CORRECT), "--claims", str(claims), "--out", str(tmp_path / "c.md")]) == 1

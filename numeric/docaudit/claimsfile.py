@@ -6,13 +6,15 @@
     args = { z = [[1.0, 2.0, 3.0]] } # the op's inputs by name, full shapes; scalars (eps) default
     output = 0                       # optional: output index or name (default 0)
     index = [0, 0]                   # optional: one element; without it ``printed`` is the whole output
-    printed = "0.0900"               # as printed (a string keeps trailing zeros); a number or a list works
+    printed = 0.0900                 # as printed: a number (its digits are read from the file, so the
+                                     # trailing zeros count), a string "0.0900", or a list of either
     what = "softmax of [1, 2, 3]"    # optional description
 
 Values are read as data with :mod:`tomllib`; nothing is evaluated.  Errors name the claim and the key.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -49,13 +51,16 @@ def _printed(value, where: str):
 def load_claims(path) -> list[dict]:
     """The claims of a TOML file, validated (``ClaimsError`` names the bad claim and key)."""
     path = Path(path)
+    text = path.read_text(encoding="utf-8")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ClaimsError(f"{path}: not valid TOML ({exc})") from None
     claims = data.get("claim", [])
     if not isinstance(claims, list) or not all(isinstance(c, dict) for c in claims):
         raise ClaimsError(f"{path}: expected [[claim]] tables")
+    # TOML floats forget trailing zeros (0.0900 → 0.09): take each bare ``printed = <number>`` as written.
+    literals = iter(re.findall(r"(?m)^\s*printed\s*=\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?:#.*)?$", text))
     out = []
     for i, c in enumerate(claims, 1):
         where = f"{path.name}: claim {i}"
@@ -74,7 +79,12 @@ def load_claims(path) -> list[dict]:
         index = c.get("index")
         if index is not None and not (isinstance(index, list) and all(isinstance(k, int) for k in index)):
             raise ClaimsError(f"{where}: 'index' must be a list of integers; got {index!r}")
-        out.append(dict(c, printed=_printed(c["printed"], where), where=where))
+        printed = c["printed"]
+        if isinstance(printed, (int, float)) and not isinstance(printed, bool):
+            literal = next(literals, None)
+            if literal is not None and float(literal) == float(printed):
+                printed = literal
+        out.append(dict(c, printed=_printed(printed, where), where=where))
     return out
 
 
