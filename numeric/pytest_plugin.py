@@ -24,7 +24,7 @@ ENV_EXAMPLES = "GRADAUDIT_EXAMPLES"
 settings.register_profile(CI_PROFILE, max_examples=50, deadline=None, derandomize=True, database=None,
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 
-_saved_default = None
+_saved: list = []          # (module or dict, name, old value) to restore at exit
 
 
 def _positive_int(text: str) -> int:
@@ -43,26 +43,37 @@ def pytest_addoption(parser):
                     help="default number of Hypothesis examples per check_gradient / assert_gradient call")
 
 
+def _check_module():
+    """The module that defines ``check_gradient`` (numeric/check.py or the numeric/check package)."""
+    import sys
+    from numeric import check_gradient
+    return check_gradient, sys.modules[check_gradient.__module__]
+
+
 def pytest_configure(config):
-    global _saved_default
     text = config.getoption("--gradaudit-examples", default=None)
     if text is None:
         return
     n = _positive_int(text)
-    os.environ[ENV_EXAMPLES] = str(n)
-    from . import check
-    defaults = check.check_gradient.__kwdefaults__ or {}
-    if "examples" in defaults:          # keyword-only default of check_gradient: every caller sees N
-        _saved_default = defaults["examples"]
+    os.environ[ENV_EXAMPLES] = str(n)          # read by numeric.check when it is imported after this
+    fn, module = _check_module()               # and set where it was imported already
+    if isinstance(getattr(module, "DEFAULT_EXAMPLES", None), int):
+        _saved.append((module, "DEFAULT_EXAMPLES", module.DEFAULT_EXAMPLES))
+        module.DEFAULT_EXAMPLES = n
+    defaults = fn.__kwdefaults__ or {}
+    if isinstance(defaults.get("examples"), int):     # a keyword-only int default: every caller sees N
+        _saved.append((defaults, "examples", defaults["examples"]))
         defaults["examples"] = n
 
 
 def pytest_unconfigure(config):
-    global _saved_default
-    if _saved_default is not None:
-        from . import check
-        check.check_gradient.__kwdefaults__["examples"] = _saved_default
-        _saved_default = None
+    while _saved:
+        target, name, value = _saved.pop()
+        if isinstance(target, dict):
+            target[name] = value
+        else:
+            setattr(target, name, value)
+    if config.getoption("--gradaudit-examples", default=None) is not None:
         os.environ.pop(ENV_EXAMPLES, None)
 
 
