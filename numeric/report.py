@@ -28,7 +28,7 @@ from .derivation_md import derivation_markdown
 from .dtypes import DTYPES, finfo, resolve_dtype
 from .figures import error_curves
 from .frameworks_report import FRAMEWORKS_INDEX_LINE, write_frameworks_report
-from .report_set import replaced_as_a_whole
+from .report_set import replaced_as_a_whole, set_files
 from .sweep import SUMMARY_KEYS, sample_inputs, sweep_point
 from .thresholds import Threshold, find_thresholds
 from .docaudit import audit_document, render_markdown, summary_line
@@ -568,6 +568,8 @@ def _write_set(families, config: ReportConfig) -> list[Path]:
         written.append(config.out / "tutorial-audit.md")
         write_text(written[-1], render_markdown(_tutorial_audit()))
     manifest = config.out / "manifest.json"
+    files = sorted(set_files(config.out) + ["manifest.json"])          # the set, for the next run's swap
     write_text(manifest, json.dumps({"source_digest": source_digest(), "seed": config.seed,
-                                     "dtypes": list(config.dtypes), "families": list(families)}, indent=1) + "\n")
+                                     "dtypes": list(config.dtypes), "families": list(families),
+                                     "files": files}, indent=1) + "\n")
     return written + [index, manifest]

@@ -1,42 +1,58 @@
 """A report set is replaced as a whole: written into a sibling directory, then swapped into place.
 
 ``with replaced_as_a_whole(out) as staging:`` checks ``out`` (before any computation), creates
-``.<name>.new-<pid>-<random>`` beside it, and yields it; the caller writes every file there.  On a
-normal exit the old ``out`` is renamed aside, the new one renamed into place (Ctrl-C held off between
-the two renames) and the old one removed.  On any exception — Ctrl-C included — the staging directory
-is removed and ``out`` is untouched, so an interrupted run leaves the old set intact, never a mix.
+``.<name>.new-<pid>-<random>`` beside it, and yields it; the caller writes every file there, the
+manifest last (``manifest.json`` with a ``files`` list, see :func:`set_files`).  On a normal exit,
+with Ctrl-C held off: entries of ``out`` that are not part of its old set (another command's
+``exhaustive/``, a user's notes) are moved into the new set, the old ``out`` is renamed aside, the new
+one renamed into place, and the old one removed.  On any exception — Ctrl-C included — the staging
+directory is removed and ``out`` is untouched, so an interrupted run leaves the old set intact, never a
+mix.  The new set is this run's files only: a partial run (one family) drops the other families'
+reports of the old set, so every file of a set comes from one seed and one source.
 
-What may be replaced: a missing or empty directory, or one holding only a report set (``*.md``,
-``manifest.json`` and ``figures/*.png``).  Anything else in ``out`` is refused with
-:class:`OutputError`, so ``--out .`` cannot delete a project.
+What may be replaced: a missing or empty directory, or one holding a report set (a ``manifest.json``).
+Any other non-empty directory is refused with :class:`OutputError`, so ``--out ~`` cannot move a home
+directory, and so is a directory containing the current one.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
 import signal
 from pathlib import Path
 
-__all__ = ["OutputError", "check_output_dir", "replaced_as_a_whole"]
+__all__ = ["OutputError", "check_output_dir", "replaced_as_a_whole", "set_files"]
 
 
 class OutputError(ValueError):
     """``out`` cannot receive a report set; the message is one line naming the path."""
 
 
-def _is_report_file(path: Path, top: Path) -> bool:
-    rel = path.relative_to(top)
-    if len(rel.parts) == 1:
-        return path.is_file() and (path.suffix == ".md" or path.name == "manifest.json")
-    return len(rel.parts) == 2 and rel.parts[0] == "figures" and path.is_file() and path.suffix == ".png"
+def set_files(root: Path) -> list[str]:
+    """Every file under ``root`` as a sorted list of '/'-separated relative paths (the manifest's ``files``)."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def _old_set(out: Path) -> set[str] | None:
+    """Top-level names of ``out``'s report set, from its manifest (None without a readable manifest)."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if isinstance(files, list):
+        return {str(f).split("/")[0] for f in files} | {"manifest.json"}
+    # manifests written before "files": the set was its *.md files and figures/
+    return {p.name for p in out.iterdir() if p.suffix == ".md" and p.is_file()} | {"manifest.json", "figures"}
 
 
 def check_output_dir(out) -> Path:
     """``out`` as an absolute path (symlinks resolved) after checking that a set can replace it; raises
-    :class:`OutputError` when ``out`` is a file, is not writable, sits in an unwritable directory, or
-    holds files that are not a report set."""
+    :class:`OutputError` when ``out`` is a file, is not writable, sits under a file, contains the current
+    directory, or is a non-empty directory without a report set's ``manifest.json``."""
     out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out must be a directory; {out} is a file")
@@ -49,14 +65,10 @@ def check_output_dir(out) -> Path:
     if out.is_dir():
         if not os.access(out, os.W_OK | os.X_OK):
             raise OutputError(f"--out {out} is not writable")
-        for entry in sorted(out.iterdir()):
-            if entry.name == "figures" and entry.is_dir():
-                foreign = [p for p in sorted(entry.iterdir()) if not _is_report_file(p, out)]
-            else:
-                foreign = [] if _is_report_file(entry, out) else [entry]
-            if foreign:
-                raise OutputError(f"--out {out} holds {foreign[0].relative_to(out)}, which is not part of a report "
-                                  "set; choose an empty or new directory")
+        entries = sorted(out.iterdir())
+        if entries and _old_set(out) is None:
+            raise OutputError(f"--out {out} holds {entries[0].name} but no manifest.json, so it is not a report "
+                              "set; choose an empty or new directory")
     return out
 
 
@@ -102,15 +114,23 @@ def _swap(staging: Path, out: Path) -> None:
     blocked = hasattr(signal, "pthread_sigmask")
     if blocked:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    carried = []
     try:
         moved = out.exists()
-        if moved:
-            os.rename(out, old)
         try:
+            if moved:
+                old_set = _old_set(out) or set()
+                for entry in sorted(out.iterdir()):
+                    if entry.name not in old_set and not (staging / entry.name).exists():
+                        os.rename(entry, staging / entry.name)
+                        carried.append(entry.name)
+                os.rename(out, old)
             os.rename(staging, out)
         except BaseException:
-            if moved:
+            if moved and not out.exists():
                 os.rename(old, out)
+            for name in carried:
+                os.rename(staging / name, out / name)
             raise
     finally:
         if blocked:

@@ -241,7 +241,7 @@ def _umask():
 @pytest.mark.parametrize("make_out", [
     lambda tmp: tmp / "a-file" / "reports",                       # a file where a directory must be
     lambda tmp: tmp / "a-file",                                   # --out itself a file
-    lambda tmp: tmp / "project",                                  # a directory holding other files
+    lambda tmp: tmp / "project",                                  # a directory holding other files, no manifest
 ])
 def test_an_unusable_out_is_a_usage_error_before_any_computation(tmp_path, make_out, cli):
     (tmp_path / "a-file").write_text("x")
@@ -271,8 +271,10 @@ def test_a_read_only_out_is_a_usage_error(tmp_path, cli):
 def test_repeated_dtypes_count_once_and_a_partial_report_is_a_whole_set(softmax_float32_set, tmp_path, cli):
     import shutil
     out = tmp_path / "reports"
-    out.mkdir()
+    shutil.copytree(softmax_float32_set / "out", out)           # an older set that also had batchnorm.md
     (out / "batchnorm.md").write_text("an older report of another family")
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "files": manifest["files"] + ["batchnorm.md"]}))
     shutil.copytree(softmax_float32_set / "cache", tmp_path / "cache")
     proc = cli("report", "softmax", "--dtypes", "float32,,float32", "--out", str(out),
                 env={"GRADAUDIT_CACHE": str(tmp_path / "cache")})
@@ -386,3 +388,22 @@ def test_findings_are_generated_from_the_points_they_summarise():
     assert "Within 10·κu in every dtype: `b` (worst 3, float32)" in text
     assert "Inputs overflow float32 at M = 1" in text
     assert "`c`" not in text                      # nothing measured, nothing claimed
+
+
+def test_entries_that_are_not_part_of_the_old_set_are_kept(softmax_float32_set, tmp_path, cli):
+    import shutil
+    out = tmp_path / "reports"
+    shutil.copytree(softmax_float32_set / "out", out)
+    (out / "exhaustive").mkdir()
+    (out / "exhaustive" / "softmax.md").write_text("another command's output")
+    (out / "notes.txt").write_text("mine")
+    shutil.copytree(softmax_float32_set / "cache", tmp_path / "cache")
+    proc = cli("report", "softmax", "--dtypes", "float32", "--seed", "1", "--out", str(out),
+               env={"GRADAUDIT_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.err
+    assert (out / "exhaustive" / "softmax.md").read_text() == "another command's output"
+    assert (out / "notes.txt").read_text() == "mine"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seed"] == 1
+    assert "notes.txt" not in manifest["files"] and "softmax.md" in manifest["files"]
+    assert all((out / f).is_file() for f in manifest["files"])
