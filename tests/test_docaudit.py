@@ -200,3 +200,13 @@ def test_arithmetic_is_parsed_never_evaluated():
     assert evaluate("(1).__class__") is None
     assert float(evaluate("e^2.0")) == pytest.approx(math.exp(2.0))
     assert float(evaluate("[(0.56-1.05)² + (2.31-1.05)²] / 4")) == pytest.approx((0.49 ** 2 + 1.26 ** 2) / 4)
+
+
+def test_claims_inside_prose_sentences():
+    doc = ("For logits `z = [2, 1, 0.1]` we get `softmax(z) ≈ [0.66, 0.24, 0.10]`.\n\n"
+           "Halving the logits: softmax([1, 2, 3] / 2) = [0.19, 0.31, 0.61], and -log(0.5) = 0.69.\n")
+    checks = {(c.line, c.what.split("(")[0]): c for c in audit_text(doc, run_code=False).checks}
+    assert checks[(1, "softmax")].verdict == "agrees"
+    assert checks[(3, "softmax")].verdict == "wrong"            # softmax([0.5, 1, 1.5])[2] = 0.5065, not 0.61
+    assert float(checks[(3, "-log")].certified) == pytest.approx(math.log(2), abs=1e-4)
+    assert softmax([0.5, 1.0, 1.5])[2] == pytest.approx(0.5065, abs=1e-4)

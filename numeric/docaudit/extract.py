@@ -54,6 +54,7 @@ _EPS = re.compile(r"(?:ε|\beps(?:ilon)?)\s*=\s*(" + NUMBER + ")")
 _T = re.compile(r"\bT\s*=\s*(" + NUMBER + ")")
 _SAMPLE = re.compile(r"^[\W_]*sample\s+(\d+)\b", re.IGNORECASE)
 _INLINE_SOFTMAX = re.compile(r"softmax\s*\(\s*(\[[^\]]*\])\s*(?:/\s*(" + NUMBER + r")\s*)?\)", re.IGNORECASE)
+_PROSE_ARRAY = re.compile(r"([^\s=≈:,;]+(?:\([^()]*\))?)\s*[=≈]\s*(\[[^\[\]]*\])")
 _SUBSCRIPT = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
 _INDEXED = re.compile(r"^\s*z_?([₀-₉]+|\d+)\s*=\s*(" + NUMBER + r")(?!\s*[-+*/×·^])")
 _P_OF = re.compile(r"^\s*P\s*\((?:[^()]*?\s)?(\d+)\)\s*=")
@@ -207,6 +208,16 @@ def _flatten(a):
 _LOSS = re.compile(r"loss|(?:^|\W)L[₀-₉\d]*$", re.IGNORECASE)
 
 
+def _arithmetic_tail(text: str) -> str:
+    """The longest arithmetic expression ending a prose segment ("and −log(0.5)" → "−log(0.5)"), or ""."""
+    t = _strip_annotation(text)
+    for m in re.finditer(r"(?:^|\s)(?=\S)", t):
+        tail = t[m.end():]
+        if re.search(r"\d", tail) and arith.is_arithmetic(tail):
+            return tail
+    return ""
+
+
 def _chain_claims(segments: list[_Segment], source: str, block: int, label: str = "") -> list[Check]:
     """Bare numbers of a chain against the nearest arithmetic before them.  A chain labelled as a loss
     (``Loss = −log(0.828) = 0.189``) is filed under the cross_entropy op: −log p is its value at p."""
@@ -224,12 +235,19 @@ def _chain_claims(segments: list[_Segment], source: str, block: int, label: str 
                 break
             if arith.is_arithmetic(_strip_annotation(segments[j].text)):
                 break
+            if j == 0:
+                tail = _arithmetic_tail(segments[0].text)
+                if tail:
+                    segments[0] = _Segment(tail, segments[0].line, segments[0].approx_before)
+                    break
         else:
             j = -1
         if j < 0:
             continue
         expr = _strip_annotation(segments[j].text)
         value = arith.evaluate(expr)
+        if value is None:
+            continue
         if isinstance(printed, Printed) != (not isinstance(value, list)):
             continue
         if isinstance(value, list) and (not isinstance(printed, list) or len(value) != len(printed)
@@ -330,10 +348,16 @@ def _labelled_values(line_text: str, line_no: int, continuation: list[tuple[int,
             label = prefix
         values = [(s, _pure(s.text)) for s in segs[1:] if _pure(s.text) is not None] if len(segs) > 1 else \
                  [(segs[0], _pure(segs[0].text))] if prefix and _pure(segs[0].text) is not None else []
-        if values:
+        clean = all(_pure(x.text) is not None or arith.is_arithmetic(_strip_annotation(x.text)) for x in segs[1:])
+        if values and clean:
             seg, val = values[0]
             labelled.append(_Labelled(label, val, seg.line, from_chain=len(segs) > 2 or
                                       any(arith.is_arithmetic(_strip_annotation(s.text)) for s in segs)))
+    if not labelled and not continuation:
+        for m in _PROSE_ARRAY.finditer(line_text):      # "For z = [2, 1, 0.1] we get softmax(z) ≈ [0.66, …]."
+            value = parse_array(m.group(2))
+            if value is not None:
+                labelled.append(_Labelled(m.group(1), value, line_no))
     return chains, labelled
 
 
