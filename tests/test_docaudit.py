@@ -210,3 +210,18 @@ def test_claims_inside_prose_sentences():
     assert checks[(3, "softmax")].verdict == "wrong"            # softmax([0.5, 1, 1.5])[2] = 0.5065, not 0.61
     assert float(checks[(3, "-log")].certified) == pytest.approx(math.log(2), abs=1e-4)
     assert softmax([0.5, 1.0, 1.5])[2] == pytest.approx(0.5065, abs=1e-4)
+
+
+def test_output_comments_inside_code_are_checked():
+    doc = textwrap.dedent("""
+        ```python
+        import math
+        e = [math.exp(v) for v in (0.0, 1.0, 2.0)]
+        s = [v / sum(e) for v in e]
+        print(round(s[2], 4))  # Output: 0.6652
+        print(round(s[0], 4))  # Output: 0.0910
+        ```
+    """)
+    checks = {c.line: c.verdict for c in audit_text(doc, timeout=30).checks}
+    assert softmax([0.0, 1.0, 2.0])[2] == pytest.approx(0.6652, abs=5e-5)
+    assert checks == {6: "agrees", 7: "wrong"}                   # s[0] = 0.0900, not 0.0910

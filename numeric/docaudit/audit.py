@@ -16,7 +16,7 @@ from .classify import classify, imported_modules
 from .consistency import consistency_checks
 from .extract import inline_claims, table_claims
 from .markdown import parse
-from .outputs import compare_output
+from .outputs import comment_outputs, compare_output
 from .printed import AGREES, LAST_DIGIT, WRONG
 from .runner import Run, Runner
 
@@ -73,6 +73,8 @@ def audit_text(text: str, *, name: str = "document", claims=(), timeout: float =
             else:
                 found = consistency_checks(f.output.code, f.output.first, f.output.line)
             verdict = (WRONG if any(c.verdict == WRONG for c in found) else AGREES if found else NOT_CHECKED)
+        if kind.deterministic and run.status == "ok":
+            found += comment_outputs(f.code, f.first, run.stdout, f.line)
         checks += found
         blocks.append(BlockResult(f.line, f.output.line if f.output else 0, kind.deterministic, kind.reason,
                                   run.status, run.error, verdict))

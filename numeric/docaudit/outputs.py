@@ -62,3 +62,29 @@ def _line_check(expected: tuple[int, str], actual: str, block: int) -> list[Chec
             + (f" and {len(bad) - 6} more" if len(bad) > 6 else "")) if bad else ""
     return [Check(n, "code output", "printed line", shown, ", ".join(p.text for p in a),
                   WRONG if bad else AGREES, note=note, block=block)]
+
+
+_COMMENT_OUTPUT = re.compile(r"#\s*(?:expected\s+)?(?:output|prints?)\s*:?\s*(.*)$", re.IGNORECASE)
+
+
+def comment_outputs(code: str, first_line: int, actual: str, block: int) -> list[Check]:
+    """``print(x)  # Output: [0.09 0.24 0.67]`` comments inside a code block: their numbers must appear, in
+    order, on one line the block printed (each pair agreeing as in :func:`compare_output`)."""
+    printed_lines = [find_numbers(_clean(s)) for s in actual.split("\n")]
+    checks = []
+    for i, line in enumerate(code.split("\n")):
+        m = _COMMENT_OUTPUT.search(line)
+        if not m:
+            continue
+        claimed = find_numbers(m.group(1))
+        if not claimed:
+            continue
+        found = next((nums[k:k + len(claimed)] for nums in printed_lines for k in range(len(nums) - len(claimed) + 1)
+                      if all(pair_verdict(c, a) == AGREES for c, a in zip(claimed, nums[k:k + len(claimed)]))), None)
+        closest = next((nums for nums in printed_lines if len(nums) >= len(claimed)), [])
+        shown = ", ".join(p.text for p in claimed)
+        checks.append(Check(first_line + i, "code output", "# Output comment", shown,
+                            ", ".join(p.text for p in (found or closest[:len(claimed)])) or "(nothing printed)",
+                            AGREES if found else WRONG, note="" if found else "no printed line holds these numbers",
+                            block=block))
+    return checks
