@@ -219,9 +219,9 @@ def test_output_comments_inside_code_are_checked():
         e = [math.exp(v) for v in (0.0, 1.0, 2.0)]
         s = [v / sum(e) for v in e]
         print(round(s[2], 4))  # Output: 0.6652
-        print(round(s[0], 4))  # Output: 0.0910
+        print(round(s[1], 4))  # Output: 0.2474
         ```
     """)
     checks = {c.line: c.verdict for c in audit_text(doc, timeout=30).checks}
     assert softmax([0.0, 1.0, 2.0])[2] == pytest.approx(0.6652, abs=5e-5)
-    assert checks == {6: "agrees", 7: "wrong"}                   # s[0] = 0.0900, not 0.0910
+    assert checks == {6: "agrees", 7: "wrong"}                   # s[1] = 0.2447, not 0.2474
