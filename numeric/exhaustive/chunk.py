@@ -8,9 +8,12 @@ points; slices without a varied element are left out (their outputs do not depen
 (an output reduced over that axis, such as a loss summed over the batch, or a varied scalar) each point is
 one call on the whole inputs.
 
-**Judging.**  Errors are in ULPs of the dtype at the reference value, ulp(r) = 2^(max(⌊log2|r|⌋, emin) − p + 1),
-from the certified reference rounded once to float64: its rounding (2^-53 relative) moves a float16 /
-bfloat16 / float32 ULP count by less than 2^-29 ULPs.  Non-finite outputs and flushes to zero (0 where
+**Judging.**  Errors are in ULPs of the dtype at the exact value r, ulp(r) = 2^(max(⌊log2|r|⌋, emin) − p + 1),
+measured from a float64 value within 2^-30 |r| of r, so a float16 / bfloat16 / float32 ULP count is off by
+less than 2^-29 ULPs.  That value is the midpoint of a float64 ball of the op's stable formulation
+(``numeric.engines.fast.ball_evaluate``: every operation adds its rigorous rounding bound to the radius)
+when the radius is ≤ 2^-30 of it for every element of the point; the other points (overflow in float64,
+cancellation) take the certified arb reference (≥ 83 bits), and the chunk counts them (``arb_points``).  Non-finite outputs and flushes to zero (0 where
 the reference rounds to a non-zero float of the dtype) are counted apart, as in ``numeric.metrics``.
 
 A chunk's result (JSON-ready): for each formulation a histogram of element errors (bins ``EDGES``), the
@@ -34,6 +37,8 @@ __all__ = ["run_chunk", "EDGES", "WORST", "batchable", "point_values", "ulps_aga
 
 #: Upper edges of the ULP histogram bins after the "exact" bin: (0, ½], (½, 1], (1, 2], … (2^23, 2^24], then > 2^24.
 EDGES = tuple([0.5] + [float(2 ** k) for k in range(0, 25)])
+#: ULP counts below this are "exact": the comparison value is only certified to 2^-30 relative.
+RESOLUTION = 2.0 ** -29
 #: Worst elements kept per formulation.
 WORST = 10
 
@@ -124,38 +129,68 @@ def _reference_float64(op_name, args) -> tuple:
     return tuple(np.asarray(r, dtype=object).astype(np.float64) for r in as_tuple(reference(op_name, *args)))
 
 
+#: A float64 ball decides an element when its radius is at most this fraction of |midpoint| (or of the
+#: dtype's smallest subnormal): the ULP count from the midpoint is then off by < 2^-30 ULPs.
+BALL_RELATIVE = 2.0 ** -30
+
+
+def _ball_reference(op, exact: list, axis: str, n: int, dtype):
+    """(midpoints (n, E), decided (n,) points) from ``numeric.engines.fast.ball_evaluate`` of the op's
+    stable formulation — float64 balls with a rigorous radius — or None when it cannot run the op."""
+    from ..engines.fast import Unsupported, ball_evaluate
+
+    form = op.stable_formulation
+    try:
+        balls = ball_evaluate(form, *exact)
+    except Unsupported:
+        return None
+    axes = form.axes()
+    of = [axes[o] for o in form.outputs]
+    mid = _per_point([m for m, _ in balls], of, axis, n)
+    rad = _per_point([r for _, r in balls], of, axis, n)
+    floor = float(finfo(dtype).smallest_subnormal) * BALL_RELATIVE
+    with np.errstate(all="ignore"):
+        ok = np.isfinite(mid) & np.isfinite(rad) & ((rad <= BALL_RELATIVE * np.abs(mid)) | (rad <= floor))
+    return mid, ok.all(axis=1)
+
+
 def _evaluate(plan, op, unit, varied, values, batch):
-    """(got per formulation {name: (n, E)}, ref (n, E), certified mask (n,)) for the points ``values``."""
+    """(got per formulation {name: (n, E)}, ref (n, E), judged (n,) mask, points that took the arb path)."""
     dt = resolve_dtype(plan["dtype"])
     n = values.shape[0]
     forms = plan["formulations"]
     ref_kernel = kernel(op.name, None)
     if batch:
         axis = op.independent_axis
-        args = _stack(op, unit, varied, values)
-        rounded = [np.asarray(a, dtype=dt) for a in args]
-        exact = [np.asarray(a, dtype=np.float64) for a in rounded]
+        rounded = [np.asarray(a, dtype=dt) for a in _stack(op, unit, varied, values)]
         got = {}
         with np.errstate(all="ignore"):
             for f in forms:
                 k = kernel(op.name, f)
                 got[f] = _per_point(k.run(*rounded), [k.axes[o] for o in k.form.outputs], axis, n)
-        ref_axes = [ref_kernel.axes[o] for o in ref_kernel.form.outputs]
-        try:
-            ref = _per_point(_reference_float64(op.name, exact), ref_axes, axis, n)
-            return got, ref, np.ones(n, bool)
-        except (ReferenceNotCertified, ValueError):
-            pass                     # judge point by point below; points outside the op's domain are dropped
-        ref = np.full(next(iter(got.values())).shape, np.nan)
-        certified = np.ones(n, bool)
-        for i in range(n):
-            one = _stack(op, unit, varied, values[i:i + 1])
+        exact = [np.asarray(a, dtype=np.float64) for a in rounded]
+        fast = _ball_reference(op, exact, axis, n, dt)
+        if fast is None:
+            ref, decided = np.full(next(iter(got.values())).shape, np.nan), np.zeros(n, bool)
+        else:
+            ref, decided = fast
+        judged = np.ones(n, bool)
+        slow = np.flatnonzero(~decided)
+        if slow.size:
+            ref_axes = [ref_kernel.axes[o] for o in ref_kernel.form.outputs]
+            sub = [np.asarray(np.asarray(a, dtype=dt), dtype=np.float64)
+                   for a in _stack(op, unit, varied, values[slow])]
             try:
-                ref[i] = _per_point(_reference_float64(op.name, [np.asarray(a, dtype=dt).astype(np.float64)
-                                                                  for a in one]), ref_axes, axis, 1)[0]
+                ref[slow] = _per_point(_reference_float64(op.name, sub), ref_axes, axis, slow.size)
             except (ReferenceNotCertified, ValueError):
-                certified[i] = False
-        return got, ref, certified
+                for i in slow:           # one by one; points not certified or outside the op's domain are dropped
+                    one = [np.asarray(np.asarray(a, dtype=dt), dtype=np.float64)
+                           for a in _stack(op, unit, varied, values[i:i + 1])]
+                    try:
+                        ref[i] = _per_point(_reference_float64(op.name, one), ref_axes, axis, 1)[0]
+                    except (ReferenceNotCertified, ValueError):
+                        judged[i] = False
+        return got, ref, judged, int(slow.size)
     got = {f: [] for f in forms}
     refs, certified = [], np.ones(n, bool)
     for i in range(n):
@@ -173,7 +208,7 @@ def _evaluate(plan, op, unit, varied, values, batch):
         except (ReferenceNotCertified, ValueError):      # not certified, or outside the op's domain
             certified[i] = False
             refs.append(np.full(got[forms[0]][-1].shape, np.nan))
-    return {f: np.stack(v) for f, v in got.items()}, np.stack(refs), certified
+    return {f: np.stack(v) for f, v in got.items()}, np.stack(refs), certified, n
 
 
 def _runs(mask: np.ndarray, offset: int) -> list[list[int]]:
@@ -192,16 +227,17 @@ def run_chunk(task: dict) -> dict:
     batch = batchable(op, [p for p, _ in varied])
     unit, moved, _ = _unit(op, base, varied, batch)
     values = point_values(plan, start, stop)
-    got, ref, certified = _evaluate(plan, op, unit, moved, values, batch)
-    result = {"points": stop - start, "uncertified": int((~certified).sum()), "forms": {}}
+    got, ref, certified, slow = _evaluate(plan, op, unit, moved, values, batch)
+    result = {"points": stop - start, "uncertified": int((~certified).sum()), "arb_points": slow, "forms": {}}
     for f, g in got.items():
         g, r = g[certified], ref[certified]
         numbers = np.arange(start, stop)[certified]
         ulps, flushed = ulps_against(g, r, plan["dtype"])
         nonfinite = ~np.isfinite(g)
         finite = ulps[np.isfinite(ulps)]
-        exact = int((finite == 0).sum())
-        counts = np.bincount(np.searchsorted(EDGES, finite[finite > 0], side="left"), minlength=len(EDGES) + 1)
+        exact = int((finite < RESOLUTION).sum())
+        counts = np.bincount(np.searchsorted(EDGES, finite[finite >= RESOLUTION], side="left"),
+                             minlength=len(EDGES) + 1)
         flat = np.where(np.isfinite(ulps), ulps, -1.0).ravel()
         point_of, element_of = np.divmod(np.arange(flat.size), g.shape[1])
         order = np.lexsort((element_of, point_of, -flat))[:WORST]

@@ -6,7 +6,9 @@ value it rounds reaches Ω = (2 − 2^-p)·2^emax, the midpoint between the larg
 exact value of some step (every elementwise and reduction step, on the dtype-rounded inputs with exact
 operations) has |·| ≥ Ω.  It is found without the dtype's kernels:
 
-1. every step in arb ball arithmetic (128 bits, unbounded exponent) at every grid value, batched,
+1. every step in float64 ball arithmetic (rigorous radius, ``numeric.engines.fast``) at every grid value,
+   batched; values whose balls do not decide (float64 overflow, a ball across Ω) in arb balls (128 bits,
+   unbounded exponent),
 2. each place where that predicate changes between neighbours re-decided at the nearby grid values in
    256-bit mpmath, and the crossing point v* (|step(v*)| = Ω) bisected in the reals, e.g. the naive
    softmax's e = exp(z) reaches Ω at z = ln Ω,
@@ -107,16 +109,52 @@ class _Setting:
         return out
 
     def exact_mask(self, values: np.ndarray) -> np.ndarray:
-        """Per grid value: some step's exact value (arb balls at 128 bits, unbounded exponent) has
-        midpoint |·| ≥ Ω."""
+        """Per grid value: some step's exact value has |·| ≥ Ω.  Float64 balls of every step
+        (``numeric.engines.fast.ball_evaluate``, rigorous radius) decide where the whole ball lies on one
+        side of Ω; the other values (float64 overflow, a ball across Ω) are decided by arb balls at 128 bits
+        (unbounded exponent) by their midpoint."""
         import flint
 
-        omega = flint.arb(self.omega)
-        to_arb = np.frompyfunc(flint.arb, 1, 1)
-        exceeds = np.frompyfunc(lambda x: isinstance(x, flint.arb) and abs(x.mid()) >= omega, 1, 1)
-        with flint.ctx.workprec(128):
-            return self._blocks(values, "arb", lambda a: np.asarray(to_arb(a), dtype=object),
-                                lambda x: np.asarray(exceeds(x), dtype=bool))
+        undecided = np.ones(values.size, bool)
+        exceeds = np.zeros(values.size, bool)
+        if self.batch:
+            exceeds, undecided = self._ball_mask(values)
+        rest = np.flatnonzero(undecided)
+        if rest.size:
+            omega = flint.arb(self.omega)
+            to_arb = np.frompyfunc(flint.arb, 1, 1)
+            big = np.frompyfunc(lambda x: isinstance(x, flint.arb) and abs(x.mid()) >= omega, 1, 1)
+            with flint.ctx.workprec(128):
+                exceeds[rest] = self._blocks(values[rest], "arb", lambda a: np.asarray(to_arb(a), dtype=object),
+                                             lambda x: np.asarray(big(x), dtype=bool))
+        return exceeds
+
+    def _ball_mask(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(certainly some step ≥ Ω, not decided) per value, from float64 balls of every step."""
+        from ..engines.fast import Unsupported, ball_evaluate
+
+        axis = self.op.independent_axis
+        exceeds = np.zeros(values.size, bool)
+        open_ = np.zeros(values.size, bool)
+        axes = self.form.axes()
+        with np.errstate(all="ignore"):
+            for s in range(0, values.size, _BLOCK):
+                chunk = values[s:s + _BLOCK]
+                n = chunk.size
+                try:
+                    balls = ball_evaluate(self.form, *_stack(self.op, self.unit, self.varied, chunk[:, None]))
+                except Unsupported:
+                    open_[s:s + n] = True
+                    continue
+                for name, (mid, rad) in zip(self.form.outputs, balls):
+                    above = np.isfinite(mid) & np.isfinite(rad) & (np.abs(mid) - rad >= self.omega)
+                    below = np.isfinite(mid) & np.isfinite(rad) & (np.abs(mid) + rad < self.omega)
+                    for mask, into in ((above, exceeds), (~(above | below), open_)):
+                        if axis in axes[name]:
+                            into[s:s + n] |= np.moveaxis(mask, axes[name].index(axis), 0).reshape(n, -1).any(axis=1)
+                        else:
+                            into[s:s + n] |= bool(mask.any())
+        return exceeds, open_ & ~exceeds
 
     def dtype_mask(self, values: np.ndarray) -> np.ndarray:
         """Per grid value: some step of the dtype's own kernel is inf or nan."""

@@ -86,7 +86,7 @@ def chunk_tasks(plan: dict, points_per_chunk: int | None = None) -> list[dict]:
 def merge(results: list[dict], formulations) -> dict:
     """Chunk results (in chunk order) → one result of the same form, with ``point_max`` as an array."""
     merged = {"points": sum(r["points"] for r in results), "uncertified": sum(r["uncertified"] for r in results),
-              "forms": {}}
+              "arb_points": sum(r["arb_points"] for r in results), "forms": {}}
     for f in formulations:
         parts = [r["forms"][f] for r in results]
         runs: list[list[int]] = []
