@@ -225,3 +225,28 @@ def test_output_comments_inside_code_are_checked():
     checks = {c.line: c.verdict for c in audit_text(doc, timeout=30).checks}
     assert softmax([0.0, 1.0, 2.0])[2] == pytest.approx(0.6652, abs=5e-5)
     assert checks == {6: "agrees", 7: "wrong"}                   # s[1] = 0.2447, not 0.2474
+
+
+def test_a_loss_is_checked_against_the_probability_printed_beside_it():
+    doc = textwrap.dedent("""
+        ```python
+        import random
+        print(random.random())
+        ```
+
+        **Output:**
+
+        ```
+        Sample 0:
+          True label: 2
+          Probabilities: [0.10, 0.20, 0.70]
+          Loss: 0.3567
+        Sample 1:
+          True label: 0
+          Probabilities: [0.50, 0.25, 0.25]
+          Loss: 0.6391
+        ```
+    """)
+    losses = {c.line: c for c in audit_text(doc, run_code=False).checks if "Loss" in c.what}
+    assert -math.log(0.7) == pytest.approx(0.3567, abs=5e-5) and -math.log(0.5) == pytest.approx(0.6931, abs=5e-5)
+    assert [losses[n].verdict for n in sorted(losses)] == ["agrees", "wrong"]

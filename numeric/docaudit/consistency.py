@@ -10,6 +10,8 @@ printed inputs propagated into the tolerance:
   half-width δ (their half-unit); s_k is increasing in z_k and decreasing in the others, so over the box
   it ranges exactly over [s_k(z_k − 2δ), s_k(z_k + 2δ)] (softmax ignores a common shift).  ``p`` agrees
   when it lies within u_p/2 of that range;
+* a ``Loss`` printed in a section with a probability row and a ``True label`` / ``Target`` k against
+  −log p_k (the cross-entropy of that row), with p's half-unit carried through (|Δ| ≤ δ/p);
 * ``X mean`` / ``X std`` / ``X var`` against the same statistic of the printed array ``X`` (per column
   when the lengths say so), population and sample conventions both tried, tolerance u/2 plus the
   propagated half-units of the entries.
@@ -101,6 +103,7 @@ def consistency_checks(text: str, first_line: int, block: int) -> list[Check]:
     checks += _probability_rows(items, block)
     checks += _softmax_of_logits(items, block)
     checks += _statistics(items, block)
+    checks += _loss_of_probabilities(items, block)
     return sorted(checks, key=lambda c: c.line)
 
 
@@ -158,6 +161,33 @@ def _softmax_of_logits(items, block):
             ok = _close(it.value, z, k)
             out.append(Check(it.line, "consistency", f"{it.label}: softmax(logits printed above)[{k}]",
                              it.value.text, fmt(s, 4), AGREES if ok else WRONG, op="softmax", block=block))
+    return out
+
+
+def _loss_of_probabilities(items, block):
+    out = []
+    sections = {}
+    for it in items:
+        sections.setdefault(it.section, []).append(it)
+    for group in sections.values():
+        probs = next((x for x in group if _is_prob(x.label) and isinstance(x.value, list) and len(_rows(x.value)) == 1), None)
+        target = next((x for x in group if re.search(r"true label|target|label$", x.label, re.IGNORECASE)
+                       and isinstance(x.value, Printed) and x.value.value.denominator == 1), None)
+        if probs is None or target is None:
+            continue
+        row, k = _rows(probs.value)[0], int(target.value.value)
+        if not 0 <= k < len(row) or row[k].value <= 0:
+            continue
+        for it in group:
+            if re.search(r"loss", it.label, re.IGNORECASE) and isinstance(it.value, Printed):
+                p = row[k]
+                with mpmath.workdps(30):
+                    exact = -mpmath.log(mpmath.mpf(p.value.numerator) / p.value.denominator)
+                tol = float(it.value.half) + float(p.half) / float(p.value) * 1.01 + 1e-15
+                ok = abs(float(it.value.value) - float(exact)) <= tol
+                out.append(Check(it.line, "consistency", f"{it.label} = −log p[{k}] of the printed {probs.label}",
+                                 it.value.text, fmt(exact, 5), AGREES if ok else WRONG, op="cross_entropy",
+                                 block=block))
     return out
 
 
