@@ -5,6 +5,9 @@ Three forward formulations, in order of accuracy: ``naive`` log(softmax(z)) (exp
 underflowed probability is −inf), ``logsumexp`` z − (m + log Σ e^{z−m}), and ``log1p``: the accurate
 log-sum-exp of Blanchard, Higham & Higham (2021), lse = m + log1p(Σ_{i≠argmax} e^{z_i−m}), which keeps the
 relative accuracy of the tiny sum when one class dominates (SciPy adopted it, scipy#19521).
+Where the naive one breaks, per dtype (float16 / bfloat16 / float32 / float64): e^z overflows for
+z > ln Ω = 11.09 / 88.72 / 88.72 / 709.78, and log s = −inf once e^{z_i} or s_i underflows (z_i, or
+z_i − lse, below ln(smallest subnormal) = −16.64 / −92.19 / −103.28 / −744.44), where the true value is finite.
 
 The arg-max exclusion is written without an index: ``top = floor(e)`` is 1 exactly where z equals the
 row maximum (e = e^0 = 1 exactly in floating point) and 0 elsewhere (0 < e < 1); the row sum
