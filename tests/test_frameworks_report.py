@@ -74,7 +74,7 @@ def test_measured_ulps_match_an_independent_computation():
 def test_upcast_is_reported():
     import torch
     case = fr.KernelCase("torch", "softmax in float32", lambda z: torch.softmax(z.float(), dim=1), fr._logits,
-                         (0,), (1.0,), "max |z|", op="softmax")
+                         (0,), (1.0,), "M", op="softmax")
     row = fr.measure_case(case, "bfloat16", 1.0)
     assert row["forward"] == {"dtype_out": "float32"}
 
@@ -91,3 +91,12 @@ def test_write_report_names_torch_version(tmp_path):
     assert text.count("| bfloat16 | 1 |") == 4        # two kernels × forward/backward
     again = fr.write_frameworks_report(tmp_path, dtypes=("bfloat16", "float32"), cases=cases, magnitudes=(1.0,))
     assert again.read_text() == text                   # deterministic
+
+
+@needs_torch
+def test_a_kernel_that_raises_is_reported_not_fatal(tmp_path):
+    def broken(z):
+        raise RuntimeError("no kernel for this dtype")
+    case = fr.KernelCase("torch", "broken", broken, fr._logits, (0,), (1.0,), "M", op="softmax")
+    text = fr.write_frameworks_report(tmp_path, dtypes=("float32",), cases=[case]).read_text()
+    assert "| float32 | 1 | not measured: RuntimeError: no kernel for this dtype |" in text
