@@ -5,7 +5,8 @@ Modules, one idea each: :mod:`.markdown` (blocks, Output pairing, tables), :mod:
 child, per-block timeout), :mod:`.classify` (reproducible or not), :mod:`.printed` (numbers at their
 printed precision, the agreement rule), :mod:`.outputs` (Output vs stdout), :mod:`.consistency`
 (non-reproducible outputs), :mod:`.arith` (hand arithmetic, parsed, never eval-ed), :mod:`.extract`
-(inline and table claims), :mod:`.certified` (op calls on the certified reference, exact statistics),
+(labelled values in context), :mod:`.chains` (hand arithmetic), :mod:`.stats` (mean/variance/std,
+normalized values), :mod:`.tables`, :mod:`.values` (printed values in text), :mod:`.certified` (op calls on the certified reference, exact statistics),
 :mod:`.claimsfile` (TOML claims), :mod:`.audit` (orchestration), :mod:`.render` (Markdown).
 """
 from .audit import Audit, audit_document, audit_text

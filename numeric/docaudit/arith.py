@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import re
-from fractions import Fraction
 
 import mpmath
 

@@ -27,7 +27,7 @@ import mpmath
 
 from .certified import mean, softmax_row, std_candidates, variance
 from .checks import Check
-from .printed import AGREES, WRONG, Printed, find_arrays, find_numbers, fmt, parse_number
+from .printed import AGREES, WRONG, Printed, find_arrays, fmt, parse_number
 
 __all__ = ["consistency_checks", "parse_items"]
 

@@ -1,64 +1,78 @@
-"""Claims written in a document's prose, text blocks and tables, recognised and recomputed.
+"""Claims written in a document's prose and text blocks, read with a small context.
 
-Two mechanisms, both driven by the printed text only (never by code):
-
-* **Arithmetic chains** — ``Loss = −log(0.828) = −(−0.189) = 0.189``, ``P(A) = 66.7 / 429.8 = 0.155``,
-  ``σ²_B = [...] / 4 = 4.6106 / 4 = 1.1527`` (continued on lines that start with ``=``): every bare number
-  (or list of numbers) is checked against the nearest arithmetic expression before it in the chain,
-  evaluated exactly by :mod:`.arith`.  Segments joined by ``≈`` are not judged.
-* **Labelled values in context** — a small reading context, reset at every heading, remembers the
-  logits (``z = [...]``, ``Logits: [...]``, ``Z = [ rows ]``, ``z/T = [...]``), the temperature ``T``,
-  the labels ``y``, ε, the ``Sample k`` being discussed and the last data vector.  Then
-  ``Softmax: [...]`` / ``softmax(z) = [...]`` / ``s = [...]`` are softmax claims, ``Exponentials`` and
-  their ``Sum`` are exp claims, ``Gradient`` is a cross-entropy-backward claim, ``z/T`` is checked
-  against z / T, and ``mean`` / ``std`` / ``σ²`` / ``Normalized`` next to a data vector are statistics
-  and batch-norm claims (both variance conventions are tried; the note says which one matches).
-  Tables work the same way: the column holding vectors is the data, other columns are recognised by
-  their header (μ / mean, σ² / var, σ / std, normalized / x̂).
+The context, reset at every heading, remembers the logits (``z = [...]``, ``Logits: [...]``,
+``Z = [ rows ]``, ``z/T = [...]``, ``z₀ = 2.1`` one per line), the temperature ``T``, the labels ``y``, ε,
+the ``Sample k`` being discussed and the last data vector.  Then ``Softmax: [...]`` /
+``softmax(z) = [...]`` / ``softmax([1, 2, 3]) = [...]`` / ``s = [...]`` are softmax claims,
+``Exponentials`` and their ``Sum`` exp claims, ``Gradient`` a cross-entropy-backward claim, ``z/T`` is
+checked against z / T, ``P(digit k) = … = p`` against entry k, and ``mean`` / ``std`` / ``σ²`` /
+``Normalized`` next to a data vector go to :mod:`.stats`.  Every line's equations also go to
+:mod:`.chains` (hand arithmetic); pipe tables to :mod:`.tables`.
 
 Which label means which op is the data table :data:`LABELS`; ops are evaluated through
-:func:`.certified.op_slice` (the certified reference), statistics with exact fractions.
+:func:`.certified.op_slice` (the certified reference).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import mpmath
 
-from derive import get_op
-
 from . import arith
-from .certified import mean, op_slice, std_candidates, variance
+from .certified import op_slice
+from .chains import Segment as _Segment, chain_claims as _chain_claims
 from .checks import Check
-from .printed import AGREES, LAST_DIGIT, WRONG, NUMBER, Printed, fmt, parse_array, parse_number, verdict
+from .printed import NUMBER, Printed, parse_array, parse_number
+from .stats import NORMALIZED as _NORMALIZED, normalized_claim as _normalized_claim, stat_claim as _stat_claim, \
+    stat_kind as _stat_kind
+from .tables import table_claims
+from .values import check as _check, floats as _floats, pure as _pure, rows_of as _rows, split_top as _split_top, \
+    equations as _equations, strip_annotation as _strip_annotation, text_of as _text
 
 __all__ = ["inline_claims", "table_claims", "LABELS"]
 
-#: label pattern (searched in the label text) → the claim it makes about the context's logits.
 LABELS = (
     ("softmax", re.compile(r"softmax|probabilit|^probs$|(?:^|\W)(?:s|ŷ|Ŷ|p)$", re.IGNORECASE)),
     ("cross_entropy_backward", re.compile(r"gradient|∂L/∂[zZ]|dL/d[zZ]", re.IGNORECASE)),
     ("exp", re.compile(r"exponentials|^exp\(z\)$|^e\^z$", re.IGNORECASE)),
 )
+
+
 _LOGITS = re.compile(r"(?:^|\W)(?:z|Z|logits?)$|^logits?\b", re.IGNORECASE)
+
+
 _SCALED = re.compile(r"(?:^|\W)z\s*/\s*T$")
+
+
 _SHIFTED = re.compile(r"(?:^|\W)z\s*-\s*max(?:\s*\(z\))?$")
+
+
 _LABELS_Y = re.compile(r"(?:^|\W)[yY]$|true label", re.IGNORECASE)
-_STATS = (("variance", re.compile(r"^(?:σ²|sigma\^?2|var(?:iance)?)(?:_?\w*)?$|variance", re.IGNORECASE)),
-          ("std", re.compile(r"^(?:σ|sigma|std|standard deviation)(?:_?\w*)?$", re.IGNORECASE)),
-          ("mean", re.compile(r"^(?:μ|mu|mean|average)(?:_?\w*)?$", re.IGNORECASE)))
-_NORMALIZED = re.compile(r"normali[sz]ed|x̂", re.IGNORECASE)
+
+
 _EPS = re.compile(r"(?:ε|\beps(?:ilon)?)\s*=\s*(" + NUMBER + ")")
+
+
 _T = re.compile(r"\bT\s*=\s*(" + NUMBER + ")")
+
+
 _SAMPLE = re.compile(r"^[\W_]*sample\s+(\d+)\b", re.IGNORECASE)
+
+
 _INLINE_SOFTMAX = re.compile(r"softmax\s*\(\s*(\[[^\]]*\])\s*(?:/\s*(" + NUMBER + r")\s*)?\)", re.IGNORECASE)
+
+
 _PROSE_ARRAY = re.compile(r"([^\s=≈:,;]+(?:\([^()]*\))?)\s*[=≈]\s*(\[[^\[\]]*\])")
+
+
 _SUBSCRIPT = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
+
+
 _INDEXED = re.compile(r"^\s*z_?([₀-₉]+|\d+)\s*=\s*(" + NUMBER + r")(?!\s*[-+*/×·^])")
+
+
 _P_OF = re.compile(r"^\s*P\s*\((?:[^()]*?\s)?(\d+)\)\s*=")
-_SCI = re.compile(r"^\s*(" + NUMBER + r")\s*[×x*]\s*10\s*\^\s*([-−]?\d+)\s*$")
 
 
 @dataclass
@@ -85,13 +99,6 @@ class _Context:
 
 
 @dataclass
-class _Segment:
-    text: str
-    line: int
-    approx_before: bool = False
-
-
-@dataclass
 class _Labelled:
     label: str
     value: object          # Printed, or nested list of Printed
@@ -99,226 +106,6 @@ class _Labelled:
     from_chain: bool = False
     row_lines: tuple = ()      # line of each row of a matrix printed one row per line
 
-
-# ------------------------------------------------------------------ text helpers
-
-def _strip_annotation(text: str) -> str:
-    """``0.659 (65.9%)``, ``0.769 ← Dominant!``, ``24 normalizations``, ``1.000 ✓`` → the value part."""
-    t = re.split(r"←|→|✓|✗|#|\bwhere\b", text)[0]
-    t = re.sub(r"\(\s*[\d.]+\s*%\s*\)", "", t)
-    t = re.sub(r"\((?=[^()]*[A-Za-z!?])[^()]*\)\s*$", "", t.strip())          # (OVERFLOW!), (uniform)
-    t = t.strip().rstrip(".,;:!")
-    m = re.match(r"^(" + NUMBER + r")\s+[A-Za-z].*$", t)                        # 24 normalizations
-    return m.group(1) if m else t.strip()
-
-
-def _pure(text: str):
-    """A bare printed number or array of numbers (after annotations are stripped), else None."""
-    t = _strip_annotation(text)
-    if re.fullmatch(r"[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", t):            # 25,088
-        t = t.replace(",", "")
-    p = parse_number(t)
-    if p is not None:
-        return p
-    m = _SCI.match(t)
-    if m:
-        mant = parse_number(m.group(1))
-        e = int(m.group(2).replace("−", "-"))
-        return Printed(t, mant.value * Fraction(10) ** e, mant.unit * Fraction(10) ** e)
-    return parse_array(t) if t.startswith("[") else None
-
-
-def _split_top(text: str, seps: str) -> list[tuple[str, str]]:
-    """Split at top-level separators (outside brackets); returns (piece, separator before it)."""
-    out, depth, cur, prev = [], 0, "", ""
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth = max(0, depth - 1)
-        if depth == 0 and ch in seps:
-            before, after = text[i - 1] if i else "", text[i + 1] if i + 1 < len(text) else ""
-            if ch == "=" and (before in "=<>!:" or after == "="):
-                cur += ch
-            else:
-                out.append((cur, prev))
-                cur, prev = "", ch
-                i += 1
-                continue
-        cur += ch
-        i += 1
-    out.append((cur, prev))
-    return out
-
-
-def _equations(text: str) -> list[str]:
-    pieces = [p for p, _ in _split_top(text, ",")]
-    if len(pieces) > 1 and sum("=" in p for p in pieces) >= 2 and all("=" in p for p in pieces if p.strip()):
-        return pieces
-    return [text]
-
-
-def _rows(a):
-    if isinstance(a, Printed):
-        return None
-    if a and isinstance(a[0], Printed):
-        return [a]
-    if a and all(isinstance(r, list) and r and isinstance(r[0], Printed) for r in a):
-        return a
-    return None
-
-
-def _text(a) -> str:
-    return a.text if isinstance(a, Printed) else "[" + ", ".join(_text(x) for x in a) + "]"
-
-
-def _floats(row) -> list[float]:
-    return [float(p.value) for p in row]
-
-
-def _sig(p: Printed) -> int:
-    digits = len(re.sub(r"[^0-9]", "", p.text.split("e")[0].split("E")[0]).lstrip("0")) or 1
-    return digits + 2
-
-
-# ------------------------------------------------------------------ claims
-
-def _check(line, source, what, printed, exact, *, op="", block=0, note="") -> Check:
-    """``printed`` (Printed or list) against ``exact`` (value or list): worst element decides."""
-    if isinstance(printed, Printed):
-        v = verdict(printed, exact)
-        return Check(line, source, what, printed.text, fmt(exact, _sig(printed)), v, note, op, block)
-    flat_p, flat_e = _flatten(printed), _flatten(exact)
-    vs = [verdict(p, e) for p, e in zip(flat_p, flat_e)]
-    v = WRONG if WRONG in vs else LAST_DIGIT if LAST_DIGIT in vs else AGREES
-    bad = [f"{p.text} (exact {fmt(e, _sig(p))})" for p, e, x in zip(flat_p, flat_e, vs) if x == WRONG]
-    note = "; ".join(x for x in (note, ("wrong: " + ", ".join(bad[:6])) if bad else "") if x)
-    digits = max(_sig(p) for p in flat_p)
-    return Check(line, source, what, _text(printed), fmt(list(flat_e), digits), v, note, op, block)
-
-
-def _flatten(a):
-    if isinstance(a, (list, tuple)):
-        return [x for sub in a for x in _flatten(sub)]
-    return [a]
-
-
-_LOSS = re.compile(r"loss|(?:^|\W)L[₀-₉\d]*$", re.IGNORECASE)
-
-
-def _arithmetic_tail(text: str) -> str:
-    """The longest arithmetic expression ending a prose segment ("and −log(0.5)" → "−log(0.5)"), or ""."""
-    t = _strip_annotation(text)
-    for m in re.finditer(r"(?:^|\s)(?=\S)", t):
-        tail = t[m.end():]
-        if re.search(r"\d", tail) and arith.is_arithmetic(tail):
-            return tail
-    return ""
-
-
-def _chain_claims(segments: list[_Segment], source: str, block: int, label: str = "") -> list[Check]:
-    """Bare numbers of a chain against the nearest arithmetic before them.  A chain labelled as a loss
-    (``Loss = −log(0.828) = 0.189``) is filed under the cross_entropy op: −log p is its value at p."""
-    op = "cross_entropy" if _LOSS.search(label.strip()) else ""
-    out = []
-    for i, seg in enumerate(segments):
-        if i == 0:
-            continue
-        printed = _pure(seg.text)
-        if printed is None:
-            continue
-        for j in range(i - 1, -1, -1):
-            if segments[j + 1].approx_before:
-                j = -1
-                break
-            if arith.is_arithmetic(_strip_annotation(segments[j].text)):
-                break
-            if j == 0:
-                tail = _arithmetic_tail(segments[0].text)
-                if tail:
-                    segments[0] = _Segment(tail, segments[0].line, segments[0].approx_before)
-                    break
-        else:
-            j = -1
-        if j < 0:
-            continue
-        expr = _strip_annotation(segments[j].text)
-        value = arith.evaluate(expr)
-        if value is None:
-            continue
-        if isinstance(printed, Printed) != (not isinstance(value, list)):
-            continue
-        if isinstance(value, list) and (not isinstance(printed, list) or len(value) != len(printed)
-                                        or not all(isinstance(p, Printed) for p in printed)):
-            continue
-        out.append(_check(seg.line, source, f"{expr.strip()} (arithmetic)", printed, value, block=block, op=op))
-    return out
-
-
-def _stat_claim(kind: str, printed, data, line: int, source: str, block: int, label: str) -> Check | None:
-    """``printed`` (number, or one number per column of a 2-D ``data``) as the mean / variance / std."""
-    rows = _rows(data)
-    if rows is None:
-        return None
-    if len(rows) == 1:
-        groups = [rows[0]]
-    elif isinstance(printed, list) and len(printed) == len(rows[0]):
-        groups = [[r[j] for r in rows] for j in range(len(rows[0]))]
-    else:
-        return None
-    claimed = printed if isinstance(printed, list) else [printed]
-    if len(claimed) != len(groups) or not all(isinstance(c, Printed) for c in claimed):
-        return None
-    what = f"{kind} of {_text(groups[0]) if len(groups) == 1 else _text(data) + ' per column'}"
-    if kind == "mean":
-        exact = [mean([p.value for p in g]) for g in groups]
-        return _check(line, source, what, printed, exact if isinstance(printed, list) else exact[0], block=block,
-                      op="batchnorm")
-    results = {}
-    for name, ddof in (("population", 0), ("sample", 1)):
-        if all(len(g) > ddof for g in groups):
-            if kind == "variance":
-                exact = [variance([p.value for p in g], ddof) for g in groups]
-            else:
-                exact = [std_candidates([p.value for p in g])[name] for g in groups]
-            results[name] = _check(line, source, what, printed, exact if isinstance(printed, list) else exact[0],
-                                   block=block, op="batchnorm")
-    rank = {AGREES: 0, LAST_DIGIT: 1, WRONG: 2}
-    best = min(results.values(), key=lambda c: rank[c.verdict])
-    matching = [n for n, c in results.items() if c.verdict != WRONG]
-    others = ", ".join(f"{n} {c.certified}" for n, c in results.items())
-    note = (f"{' and '.join(matching)} convention matches ({others})" if matching
-            else f"neither convention matches ({others})")
-    return Check(best.line, source, f"{label or kind}: {what}", best.printed,
-                 results[matching[0]].certified if matching else best.certified, best.verdict, note, "batchnorm", block)
-
-
-def _normalized_claim(printed, data, eps: Printed | None, line, source, block) -> Check | None:
-    rows = _rows(data)
-    if rows is None or len(rows) != 1 or not isinstance(printed, list) or len(printed) != len(rows[0]):
-        return None
-    if not all(isinstance(p, Printed) for p in printed):
-        return None
-    op = get_op("batchnorm")
-    e = float(eps.value) if eps is not None else float(op.scalars.get("eps", 0.0))
-    exact = op_slice("batchnorm", x=_floats(rows[0]), gamma=[1.0], beta=[0.0], eps=e)
-    return _check(line, source, f"normalized {_text(rows[0])} (γ = 1, β = 0, ε = {e:g})", printed, exact,
-                  op="batchnorm", block=block)
-
-
-def _stat_kind(label: str) -> str | None:
-    base = label.strip().split(":")[-1].strip()
-    if "running" in label.lower():
-        return None
-    for kind, pattern in _STATS:
-        if pattern.search(base):
-            return kind
-    return None
-
-
-# ------------------------------------------------------------------ the reader
 
 def _labelled_values(line_text: str, line_no: int, continuation: list[tuple[int, str]]):
     """Split one logical line into equations → (segments per equation, labelled values)."""
@@ -537,48 +324,3 @@ def _logit_claim(ctx, name, value, rows, line, source, block, row_lines=()) -> l
             out.append(_check(line, source, f"∂L/∂z for z = {_text(z)}, y = {_text(y)}", printed, exact,
                               op="cross_entropy_backward", block=block))
     return out
-
-
-# ------------------------------------------------------------------ tables
-
-_ROLES = (("variance", re.compile(r"σ²|\bvar", re.IGNORECASE)), ("normalized", _NORMALIZED),
-          ("std", re.compile(r"σ|\bstd\b|std\.? ?dev", re.IGNORECASE)), ("mean", re.compile(r"μ|\bmean\b", re.IGNORECASE)))
-
-
-def table_claims(table) -> list[Check]:
-    """Statistics and normalized values in a pipe table whose rows hold a data vector."""
-    roles = []
-    for h in table.header:
-        roles.append(next((name for name, p in _ROLES if p.search(h)), None))
-    data_col = None
-    for c, role in enumerate(roles):
-        if role is None and any(c < len(cells) and parse_array(_clean_cell(cells[c])) for _, cells in table.rows):
-            data_col = c
-            break
-    if data_col is None:
-        return []
-    out = []
-    for line, cells in table.rows:
-        if data_col >= len(cells):
-            continue
-        data = parse_array(_clean_cell(cells[data_col]))
-        if data is None or _rows(data) is None:
-            continue
-        for c, role in enumerate(roles):
-            if role is None or c >= len(cells):
-                continue
-            printed = _pure(_clean_cell(cells[c]))
-            if printed is None:
-                continue
-            label = _clean_cell(table.header[c])
-            if role == "normalized":
-                claim = _normalized_claim(printed, data, None, line, "table", table.line)
-            else:
-                claim = _stat_claim(role, printed, data, line, "table", table.line, label)
-            if claim is not None:
-                out.append(claim)
-    return out
-
-
-def _clean_cell(cell: str) -> str:
-    return cell.replace("**", "").replace("`", "").strip()
