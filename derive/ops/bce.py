@@ -21,7 +21,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import log1p
 
 from ..define import define_backward, define_op
-from ..op import DerivationStep
+from ..op import DerivationStep, GenericClaim
 from ..program import Elementwise, Input, Reduce, value_symbol as v
 
 Z = Input("z", ("b", "k"), "logits, one per binary decision", role="logits")
@@ -86,11 +86,18 @@ _STABLE_SIGMOID = (
 )
 _STABLE_GRAD = _STABLE_SIGMOID + (Elementwise("dz", v("sig") - v("y")),)
 
+# Generic size: L is a sum of terms each reading one (z, y), so one term decides every entry.
+_z, _y = sp.symbols("z y", real=True)
+_ell = -_y * sp.log(1 / (1 + sp.exp(-_z))) - (1 - _y) * sp.log(1 - 1 / (1 + sp.exp(-_z)))
+GENERIC = (GenericClaim(r"\frac{\partial L}{\partial z_{bk}} = \sigma(z_{bk}) - y_{bk}",
+                        sp.diff(_ell, _z), 1 / (1 + sp.exp(-_z)) - _y,
+                        "any B, K: L = Σ_{b,k} ℓ(z_bk, y_bk) and each term reads one z"),)
+
 BCE_WITH_LOGITS_BACKWARD = define_backward(
     BCE_WITH_LOGITS, "bce_with_logits_backward",
     formulations={"naive": ("dz = 1/(1 + e^{−z}) − y", _NAIVE_GRAD),
                   "stable": ("dz = e^{min(z,0)} / (e^{min(z,0)} + e^{−max(z,0)}) − y", _STABLE_GRAD)},
-    stable="stable", accurate="stable", derivation=BACKWARD_DERIVATION, summary="∂L/∂z = σ(z) − y",
+    stable="stable", accurate="stable", derivation=BACKWARD_DERIVATION, generic=GENERIC, summary="∂L/∂z = σ(z) − y",
     mistakes=(
         ("sign_flip", "the sign is flipped: you computed y − σ(z) instead of σ(z) − y",
          _STABLE_SIGMOID + (Elementwise("dz", v("y") - v("sig")),)),

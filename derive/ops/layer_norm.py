@@ -13,7 +13,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..define import define_backward, define_op
-from ..op import DerivationStep, Invariant
+from ..op import DerivationStep, GenericClaim, Invariant
 from ..program import Elementwise, Formulation, Input, Reduce, value_symbol as v
 from .softmax import sum_residual
 
@@ -139,6 +139,21 @@ def _renamed(steps, mapping):
     return tuple(out)
 
 
+# Generic D: one row seen from feature i, with g_k = γ_k dy_k.  R = Σ_{k≠i} x_k, Q = Σ_{k≠i} x_k²,
+# P = Σ_{k≠i} g_k x_k, G = Σ_{k≠i} g_k are free of x_i, and up to β terms
+# L = Σ_k g_k (x_k − μ)/σ = (g_i x_i + P − μ (g_i + G))/σ.
+_D = sp.Symbol("D", integer=True, positive=True)
+_xi, _gi, _R, _Q, _P, _G = sp.symbols("x_i g_i R Q P G", real=True)
+_eps = sp.Symbol("epsilon", positive=True)
+_mu = (_xi + _R) / _D
+_sigma = sp.sqrt((_xi ** 2 + _Q) / _D - _mu ** 2 + _eps)
+_sum_gxhat = (_gi * _xi + _P - _mu * (_gi + _G)) / _sigma
+GENERIC = (GenericClaim(
+    r"\frac{\partial L}{\partial x_i} = \frac{1}{\sigma}\Big(g_i - \frac1D \sum_k g_k - \hat x_i \frac1D \sum_k g_k \hat x_k\Big)",
+    sp.diff(_sum_gxhat, _xi), (_gi - (_gi + _G) / _D - (_xi - _mu) / _sigma * _sum_gxhat / _D) / _sigma,
+    "any D ≥ 1: g_k = γ_k dy_k; R = Σ_{k≠i} x_k, Q = Σ_{k≠i} x_k², P = Σ_{k≠i} g_k x_k, G = Σ_{k≠i} g_k "
+    "are free of x_i; σ² = (x_i² + Q)/D − μ² + ε, μ = (x_i + R)/D"),)
+
 LAYER_NORM_BACKWARD = define_backward(
     LAYER_NORM, "layer_norm_backward",
     formulations={
@@ -146,7 +161,7 @@ LAYER_NORM_BACKWARD = define_backward(
         "staged": ("the batch-norm paper's chain over features: dx̂ → dvar → dμ → dx", _STAGED),
         "one_pass": ("compact dx with var = mean_d(x²) − μ²", _compact_steps("one_pass")),
     },
-    stable="compact", accurate="compact", derivation=BACKWARD_DERIVATION,
+    stable="compact", accurate="compact", derivation=BACKWARD_DERIVATION, generic=GENERIC,
     summary="(dx, dγ, dβ) of layer norm over the features of each row, given the upstream gradient dy",
     invariants=(Invariant("Σ_d dx_d = 0 per row", r"\sum_d \frac{\partial L}{\partial x_d} = 0",
                           Formulation("dx_row_sum", "Σ_d dx", _INVARIANT_INPUTS,

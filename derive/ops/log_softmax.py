@@ -21,7 +21,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import log1p
 
 from ..define import define_backward, define_op
-from ..op import DerivationStep, Invariant
+from ..op import DerivationStep, GenericClaim, Invariant
 from ..program import Elementwise, Formulation, Input, Reduce, value_symbol as v
 from .softmax import SOFTMAX_STEPS, sum_residual
 
@@ -87,11 +87,21 @@ def _backward_steps(variant):
 _GRAD_STEPS = SOFTMAX_STEPS["shifted"] + (Reduce("c", "sum", "dy", ("k",)),)
 DY = Input("dy", AXES, "upstream gradient ∂L/∂y", role="upstream")
 
+# Generic K: the loss seen from z_j.  R = Σ_{k≠j} e^{z_k} > 0, Y = Σ_{k≠j} dy_k, P = Σ_{k≠j} dy_k z_k are
+# free of z_j, and L = Σ_k dy_k (z_k − log Σ_l e^{z_l}) = dy_j z_j + P − (dy_j + Y) log(e^{z_j} + R).
+_zj, _dyj, _Y, _P = sp.symbols("z_j dy_j Y P", real=True)
+_R = sp.Symbol("R", positive=True)
+GENERIC = (GenericClaim(
+    r"\frac{\partial L}{\partial z_j} = dy_j - s_j \sum_k dy_k",
+    sp.diff(_dyj * _zj + _P - (_dyj + _Y) * sp.log(sp.exp(_zj) + _R), _zj),
+    _dyj - sp.exp(_zj) / (sp.exp(_zj) + _R) * (_dyj + _Y),
+    "any K ≥ 1: R = Σ_{k≠j} e^{z_k} > 0, Y = Σ_{k≠j} dy_k and P = Σ_{k≠j} dy_k z_k are free of z_j"),)
+
 LOG_SOFTMAX_BACKWARD = define_backward(
     LOG_SOFTMAX, "log_softmax_backward",
     formulations={"naive": ("dz = dy − softmax(z) Σ_k dy, softmax = exp(z) / Σ exp(z)", _backward_steps("naive")),
                   "shifted": ("dz = dy − softmax(z) Σ_k dy, softmax shifted by max z", _backward_steps("shifted"))},
-    stable="shifted", accurate="shifted", derivation=BACKWARD_DERIVATION,
+    stable="shifted", accurate="shifted", derivation=BACKWARD_DERIVATION, generic=GENERIC,
     summary="dz = dy − softmax(z) Σ_k dy, the vector–Jacobian product of log-softmax",
     invariants=(Invariant("gradient rows sum to 0", r"\sum_k dz_k = 0",
                           Formulation("backward_sum", "Σ_k dz", (Z, DY, DZ_OUT), sum_residual("dz", ("k",)),

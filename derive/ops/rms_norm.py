@@ -13,7 +13,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..define import define_backward, define_op
-from ..op import DerivationStep, Invariant
+from ..op import DerivationStep, GenericClaim, Invariant
 from ..program import Elementwise, Formulation, Input, Reduce, value_symbol as v
 
 X = Input("x", ("n", "d"), "activations, one row per sample (token), one column per feature", role="activations")
@@ -74,11 +74,22 @@ _INVARIANT_INPUTS = (X, GAMMA, DY, EPS, DX_OUT, DGAMMA_OUT)
 _TERM_SCALE = (Elementwise("term_scale", v("rstd") * sp.Abs(v("gamma") * v("dy")) * (1 + v("xhat") ** 2)
                            * (1 + sp.Abs(v("x")))),)
 
+# Generic D: one row seen from feature i, with g_k = γ_k dy_k; Q = Σ_{k≠i} x_k² and P = Σ_{k≠i} g_k x_k
+# are free of x_i, and L = Σ_k g_k x_k r = (g_i x_i + P) r, r = ((x_i² + Q)/D + ε)^{−1/2}.
+_D = sp.Symbol("D", integer=True, positive=True)
+_xi, _gi, _Q, _P = sp.symbols("x_i g_i Q P", real=True)
+_eps = sp.Symbol("epsilon", positive=True)
+_r = 1 / sp.sqrt((_xi ** 2 + _Q) / _D + _eps)
+GENERIC = (GenericClaim(
+    r"\frac{\partial L}{\partial x_i} = r\Big(g_i - \hat x_i \frac1D \sum_k g_k \hat x_k\Big)",
+    sp.diff((_gi * _xi + _P) * _r, _xi), _r * (_gi - _xi * _r * (_gi * _xi + _P) * _r / _D),
+    "any D ≥ 1: g_k = γ_k dy_k; Q = Σ_{k≠i} x_k² and P = Σ_{k≠i} g_k x_k are free of x_i"),)
+
 RMS_NORM_BACKWARD = define_backward(
     RMS_NORM, "rms_norm_backward",
     formulations={"compact": ("dx = r (g − x̂ mean_d(g x̂)), g = γ dy, r = 1/√(mean x² + ε); dγ = Σ_n dy x̂", _COMPACT),
                   "staged": ("dx = g r + ∂L/∂ms · 2x/D, ∂L/∂ms = −½ r³ Σ_d g x", _STAGED)},
-    stable="compact", accurate="compact", derivation=BACKWARD_DERIVATION,
+    stable="compact", accurate="compact", derivation=BACKWARD_DERIVATION, generic=GENERIC,
     summary="(dx, dγ) of RMS norm over the features of each row, given the upstream gradient dy",
     invariants=(Invariant(
         "Σ_d dx_d x_d = ε r² Σ_d γ_d dy_d x̂_d per row (= 0 at ε = 0)",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..define import define_backward, define_op
-from ..op import DerivationStep, Invariant
+from ..op import DerivationStep, GenericClaim, Invariant
 from ..program import Elementwise, Formulation, Input, Reduce, value_symbol as v
 from .softmax import sum_residual
 
@@ -70,10 +70,21 @@ def _backward_steps(variant):
 _RIGHT = _backward_steps("shifted")[:-1]
 _VJP = v("s") * (v("dy") - v("c"))
 
+# Generic K: from z_j, with R = Σ_{k≠j} e^{z_k/T} > 0 and P = Σ_{k≠j} dy_k e^{z_k/T} free of z_j,
+# L = Σ_k dy_k s_k = (dy_j e^{z_j/T} + P) / (e^{z_j/T} + R).
+_zj, _dyj, _P = sp.symbols("z_j dy_j P", real=True)
+_R, _T = sp.Symbol("R", positive=True), sp.Symbol("T", positive=True)
+_ej = sp.exp(_zj / _T)
+_sj, _dot = _ej / (_ej + _R), (_dyj * _ej + _P) / (_ej + _R)
+GENERIC = (GenericClaim(
+    r"\frac{\partial L}{\partial z_j} = \frac{s_j}{T}\Big(dy_j - \sum_k dy_k s_k\Big)",
+    sp.diff((_dyj * _ej + _P) / (_ej + _R), _zj), _sj * (_dyj - _dot) / _T,
+    "any K ≥ 1, T > 0: R = Σ_{k≠j} e^{z_k/T} > 0 and P = Σ_{k≠j} dy_k e^{z_k/T} are free of z_j"),)
+
 SOFTMAX_T_BACKWARD = define_backward(
     SOFTMAX_T, "softmax_t_backward", wrt=("z",),
     formulations={k: (f"dz = s ⊙ (dy − ⟨dy, s⟩) / T, {SUMMARY[k]}", _backward_steps(k)) for k in STEPS},
-    stable="shifted", derivation=BACKWARD_DERIVATION,
+    stable="shifted", derivation=BACKWARD_DERIVATION, generic=GENERIC,
     summary="dz = s ⊙ (dy − ⟨dy, s⟩) / T, the vector–Jacobian product of softmax(z / T) with respect to z",
     invariants=(Invariant("gradient rows sum to 0", r"\sum_k dz_k = 0",
                           Formulation("backward_sum", "Σ_k dz", (Z, DY, T, DZ_OUT), sum_residual("dz", ("k",)),
