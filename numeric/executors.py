@@ -123,7 +123,7 @@ class DaskScheduler(Executor):
         futures = self.client.map(fn, tasks, pure=False)
         index = {future.key: i for i, future in enumerate(futures)}
         try:
-            for future in dask_completed(futures):
+            for future in dask_completed(futures, loop=self.client.loop):    # not the default client's loop
                 result = future.result()
                 i = index[future.key]
                 future.release()

@@ -123,14 +123,15 @@ def _run_tasks(tasks: list[tuple], config: ReportConfig) -> dict:
             todo.append(task)
     progress = _Progress(len(tasks), config.progress)
     progress.step(len(tasks) - len(todo))
-    if config.jobs > 1 and len(todo) > 1:
-        for task, value in zip(todo, _pool_map(_point_task, todo, config.jobs, chunksize=4)):
-            results[task] = value
+    from .executors import get_executor      # in process, --jobs local processes, or GRADAUDIT_SCHEDULER (Dask)
+
+    done = {}
+    with get_executor(None, config.jobs if len(todo) > 1 else 1) as executor:
+        for i, value in executor.imap_unordered(_point_task, todo):
+            done[i] = value
             progress.step()
-    else:
-        for task in todo:
-            results[task] = _point_task(task)
-            progress.step()
+    for i, task in enumerate(todo):
+        results[task] = done[i]
     for task in todo:
         cache.store(_cache_path(task, digest), "sweep point", _cache_inputs(task, digest),
                     json.dumps(results[task]).encode("utf-8"))
