@@ -65,6 +65,8 @@ def test_families_are_registered_in_order():
         op = get_op(name)
         assert all(i.role for i in op.inputs), name
         assert op.domain["sizes"] and op.derivation, name
+        if op.grad_of:
+            assert op.generic and op.mistakes, name          # proved for any size; bugs it can name
 
 
 def test_gelu_example_is_proved(gelu):
