@@ -7,7 +7,7 @@ there.  Results are returned in *task order*, whatever the completion order, so 
 the same bytes whichever executor ran them.
 
 * :class:`InProcess`: ``fn(task)`` one after another (``jobs=1``, no scheduler).
-* :class:`LocalProcesses`: ``concurrent.futures.ProcessPoolExecutor`` with ``jobs`` workers.
+* :class:`LocalProcesses`: a ``multiprocessing.Pool`` of ``jobs`` workers.
 * :class:`DaskScheduler`: a ``dask.distributed`` scheduler at an address (``tcp://host:8786``); tasks
   lost with a worker are rescheduled by Dask.
 
@@ -22,7 +22,6 @@ import json
 import os
 import signal
 from contextlib import contextmanager
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -65,31 +64,40 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _indexed(item):
+    fn, i, task = item
+    return i, fn(task)
+
+
 class LocalProcesses(Executor):
-    """``jobs`` local worker processes (``concurrent.futures``); the pool starts on first use.  Workers
-    ignore Ctrl-C: the parent alone handles it (one message, no traceback per worker) and cancels the rest."""
+    """``jobs`` local worker processes (``multiprocessing.Pool``); the pool starts on first use.  Workers
+    ignore Ctrl-C: the parent alone handles it (one message, no traceback per worker) and, on Ctrl-C or any
+    error, terminates the workers at once instead of letting them finish their chunks."""
 
     def __init__(self, jobs: int):
         if not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs must be an integer ≥ 1; got {jobs!r}")
         self.jobs = jobs
         self.name = f"{jobs} local processes"
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool = None
 
     def imap_unordered(self, fn, tasks):
+        import multiprocessing
+
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs, initializer=_ignore_sigint)
-        futures = {self._pool.submit(fn, task): i for i, task in enumerate(tasks)}
+            self._pool = multiprocessing.Pool(self.jobs, initializer=_ignore_sigint)
         try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+            yield from self._pool.imap_unordered(_indexed, [(fn, i, task) for i, task in enumerate(tasks)])
+        except BaseException:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+            raise
 
     def close(self):
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            self._pool.close()
+            self._pool.join()
             self._pool = None
 
 

@@ -29,6 +29,14 @@ def test_in_process_and_local_processes_agree_in_task_order():
         assert run_chunks(square, tasks, executor=pool) == expected
 
 
+def test_an_error_in_a_worker_reaches_the_caller_and_stops_the_pool():
+    with LocalProcesses(2) as pool:
+        with pytest.raises(RuntimeError, match="chunk failed"):
+            run_chunks(square, [1, "boom", 3], executor=pool)
+        assert pool._pool is None                                  # terminated, not left running
+        assert run_chunks(square, [4], executor=pool)[0]["square"] == 16    # and usable again
+
+
 def test_store_streams_each_result_to_a_file_and_a_rerun_resumes(tmp_path):
     CALLS.clear()
     tasks = [1, 2, "boom", 4]
