@@ -104,16 +104,37 @@ class _KillOnFirstResult:
         pass
 
 
-def test_dask_local_cluster_with_a_killed_worker_gives_the_same_report_bytes(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def cluster():
+    """A real two-worker Dask cluster (separate processes) on this machine."""
     distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
+        yield c
+
+
+def test_report_sweep_points_on_dask_equal_local_ones(cluster, tmp_path, monkeypatch):
+    from numeric.report import ReportConfig, _run_tasks
+
+    tasks = [(op, m, "float16", 0, ()) for op in ("softmax", "softmax_backward") for m in (1.0, 30.0)]
+    config = ReportConfig(out=tmp_path, dtypes=("float16",))
+    monkeypatch.setenv("GRADAUDIT_CACHE", str(tmp_path / "local-cache"))
+    local = _run_tasks(tasks, config)
+    monkeypatch.setenv("GRADAUDIT_CACHE", str(tmp_path / "dask-cache"))     # cold again: nothing from the cache
+    with scheduler_scope(cluster.scheduler_address):
+        remote = _run_tasks(tasks, config)
+    assert list(remote) == list(local) == tasks
+    assert json.dumps(list(remote.values())) == json.dumps(list(local.values()))
+
+
+def test_dask_local_cluster_with_a_killed_worker_gives_the_same_report_bytes(cluster, tmp_path, monkeypatch):
+    import distributed
     from numeric.exhaustive import make_plan, parse_element, parse_fix, write_exhaustive
     import numeric.exhaustive.run as run_module
 
     plan = make_plan("softmax", "float16", [parse_element("z[0,0]")], fixed=[parse_fix("z=[[0.5, -1.0]]")],
                      formulations=["naive", "shifted"])
     local = write_exhaustive(plan, tmp_path / "local", points_per_chunk=4000, show_progress=False)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            distributed.Client(cluster) as client:
+    with distributed.Client(cluster) as client:
         before = client.run(os.getpid)
         killer = _KillOnFirstResult(next(iter(before.values())))
         monkeypatch.setattr(run_module, "progress_bar", lambda *a, **k: killer)
