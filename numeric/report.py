@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -144,15 +144,17 @@ def _ignore_sigint() -> None:
 
 def _pool_map(fn, items, jobs: int, chunksize: int = 1):
     """``fn`` over ``items`` in ``jobs`` worker processes, results in order.  Workers ignore Ctrl-C (the
-    parent alone handles it, so no worker prints a traceback); on any exception queued work is cancelled."""
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_sigint)
+    parent alone handles it, so no worker prints a traceback); on any exception — Ctrl-C included — the
+    workers are terminated at once instead of finishing their tasks."""
+    pool = multiprocessing.Pool(jobs, initializer=_ignore_sigint)
     try:
-        for value in pool.map(fn, items, chunksize=chunksize):
-            yield value
+        yield from pool.imap(fn, items, chunksize=chunksize)
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.terminate()
+        pool.join()
         raise
-    pool.shutdown(wait=True)
+    pool.close()
+    pool.join()
 
 
 def _series(results: dict, tasks: list[tuple], label=lambda task, f: f, x=lambda task: task[1]) -> dict:
