@@ -145,3 +145,50 @@ def test_dask_local_cluster_with_a_killed_worker_gives_the_same_report_bytes(clu
     for a, b in zip(local, dask_paths):
         assert a.name == b.name and a.read_bytes() == b.read_bytes()
     assert not (tmp_path / "dask" / ".chunks").exists()        # chunk files are removed after a complete run
+
+
+class _Terminal:
+    """A stream that claims to be a terminal and keeps what is written."""
+
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+def test_progress_bars_only_on_a_terminal_and_never_under_ci(monkeypatch):
+    from numeric.progress import progress, progress_enabled
+
+    monkeypatch.delenv("CI", raising=False)
+    assert progress_enabled(_Terminal()) and not progress_enabled(open(os.devnull, "w"))
+    for value in ("true", "1", "yes"):
+        monkeypatch.setenv("CI", value)
+        assert not progress_enabled(_Terminal())
+    monkeypatch.setenv("CI", "false")
+    assert progress_enabled(_Terminal())
+    with pytest.raises(ValueError, match="what must name what is counted"):
+        progress(3, what="")
+
+
+def test_a_progress_bar_names_what_it_counts(monkeypatch):
+    from numeric import progress as progress_module
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(progress_module, "DELAY_SECONDS", 0.0)
+    terminal = _Terminal()
+    with progress_module.progress(4, what="softmax bfloat16: exhaustive z[0,0]", unit="chunk", stream=terminal) as bar:
+        for _ in range(4):
+            bar.update(1)
+    assert "softmax bfloat16: exhaustive z[0,0]" in terminal.text and "4/4" in terminal.text and "chunk" in terminal.text
+    quiet = _Terminal()
+    monkeypatch.setenv("CI", "true")
+    with progress_module.progress(4, what="softmax bfloat16", stream=quiet) as bar:
+        bar.update(4)
+    assert quiet.text == ""
