@@ -47,7 +47,7 @@ def magnitude_formulation(form: Formulation) -> Formulation:
             extra.append(Elementwise(magnitude_name(out), abs_sum(out)))
         elif isinstance(step, Elementwise):
             terms = []
-            for term in sp.Add.make_args(sp.expand(step.expr)):
+            for term in sp.Add.make_args(sp.expand(step.expr, power_exp=False, power_base=False, log=False)):
                 swap = {s: abs_sum(s.name) for s in term.free_symbols if summed(s)}
                 terms.append(sp.Abs(term.xreplace(swap)))
             extra.append(Elementwise(magnitude_name(out), sp.Add(*terms)))

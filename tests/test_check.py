@@ -136,7 +136,7 @@ def test_assert_gradient_reports_worst_element_index_values_and_ulps():
     with pytest.raises(AssertionError) as info:
         assert_gradient(load("cross_entropy_backward").y_minus_yhat, "cross_entropy_backward", dtype="float32")
     text = str(info.value)
-    for needle in ("worst element: dz[", "got:", "expected:", "ULPs", "constant factor −1"):
+    for needle in ("worst element: dz[", "got:", "expected:", "ULPs", "sign is flipped"):
         assert needle in text
     assert assert_gradient(load("cross_entropy_backward").shifted, "cross_entropy_backward",
                            dtype="float32", examples=20).ok
@@ -145,7 +145,7 @@ def test_assert_gradient_reports_worst_element_index_values_and_ulps():
 def test_markdown_of_a_failure_has_the_counterexample():
     r = check_gradient(load("cross_entropy_backward").mean_over_batch, "cross_entropy_backward", dtype="float64")
     md = r._repr_markdown_()
-    assert "FAILED" in md and "z = " in md and "y = " in md and "1/B" in md
+    assert "FAILED" in md and "z = " in md and "y = " in md and "reduction='mean'" in md
 
 
 @pytest.mark.parametrize("kwargs, exc, word", [

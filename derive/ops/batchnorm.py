@@ -202,7 +202,7 @@ def batchnorm(correction=0, layout="nd") -> Op:
                      ("biased variance" if not correction else "Bessel-corrected variance (N − 1)") +
                      ("" if layout == "nd" else ", x (N, C, H, W), statistics over N, H, W"),
                      derivation=DERIVATION[:1], independent_axis=lay.feature, proof_lengths=_lengths(lay, correction),
-                     domain=_domain(layout, correction),
+                     domain={**_domain(layout, correction), "shift_invariant": True},
                      params={"correction": correction, "layout": layout}, param_specs=PARAMS)
 
 

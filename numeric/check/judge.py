@@ -1,0 +1,233 @@
+"""Judging one input: run the user's function and measure every output element against the truth.
+
+Every element is accepted by either of two bounds (numerical analysis' two ways of being right):
+
+* **componentwise** |got − ref| ≤ c · (u · Σ_j |∂f/∂x_j| |x_j|  +  R  +  ulp(ref)), c = 4 + n — the
+  first-order sensitivity (κ·|f|, from the symbolically derived JVP), R the radius of the op's stable
+  formulation run in ball arithmetic with every step rounding in the dtype, n the length of the
+  reduced axes (summation order; subnormal results);
+* **normwise** max over the element's slice |got − ref| ≤ c · u · max over the slice of the term
+  magnitudes the stable formulation combines (``derive.magnitude``): what a backward-stable algorithm
+  guarantees, e.g. a value that is 0 in exact arithmetic but computed as a difference of O(1) terms.
+
+Overflow, cancellation and wrong formulas land far outside both.
+"""
+from __future__ import annotations
+
+import math
+import traceback
+from functools import lru_cache
+
+import numpy as np
+
+from derive import Kernel, get_op
+from derive.magnitude import magnitude_formulation
+
+from ..arguments import check_arguments
+from ..condition import rounding_bounds, sensitivities
+from ..dtypes import finfo
+from ..evaluate import as_tuple
+from ..metrics import ulp_at
+from ..reference import reference
+from .result import Finding, WorstCase
+
+__all__ = ["judge_example", "reduced_length", "scale_measure", "Truth", "truth"]
+
+
+class Truth:
+    """The reference of one input and the tolerance of every output element (float64 arrays)."""
+
+    def __init__(self, op, rounded, dtype):
+        self.refs = as_tuple(reference(op.name, *rounded))
+        self.ref64 = tuple(np.asarray(np.frompyfunc(float, 1, 1)(r), dtype=np.float64) if np.ndim(r)
+                           else np.float64(float(r[()] if isinstance(r, np.ndarray) else r)) for r in self.refs)
+        u = float(finfo(dtype).eps) / 2
+        sens = as_tuple(sensitivities(op.name, *rounded))
+        radii = as_tuple(rounding_bounds(op.name, *rounded, dtype=dtype))
+        c = 4 + reduced_length(op, rounded)
+        self.sens = sens
+        self.componentwise = []
+        for ref, s, r in zip(self.refs, sens, radii):
+            ulp = (np.vectorize(lambda v: ulp_at(v, dtype), otypes=[np.float64])(ref) if np.ndim(ref)
+                   else np.float64(ulp_at(ref[()] if isinstance(ref, np.ndarray) else ref, dtype)))
+            self.componentwise.append(c * (u * np.asarray(s, dtype=np.float64) + r + ulp))
+        mags = _magnitude_kernel(op.name).run(*[a.astype(np.float64) if a.dtype.kind == "f" or str(a.dtype) == "bfloat16"
+                                               else a for a in rounded])
+        self.normwise = tuple(c * u * _slice_max(np.abs(np.asarray(m, dtype=np.float64)), o.axes, op.independent_axis)
+                              for m, o in zip(mags, op.outputs))
+
+
+def truth(op, rounded, dtype) -> Truth:
+    return Truth(op, rounded, dtype)
+
+
+@lru_cache(maxsize=None)
+def _magnitude_kernel(op_name: str) -> Kernel:
+    return Kernel(magnitude_formulation(get_op(op_name).stable_formulation), "numpy")
+
+
+def _slice_max(mag: np.ndarray, axes, independent) -> np.ndarray:
+    """Max of ``mag`` over each slice along ``independent`` (the whole array when it has no such axis)."""
+    if mag.ndim == 0:
+        return mag
+    if independent in axes:
+        keep = axes.index(independent)
+        other = tuple(k for k in range(mag.ndim) if k != keep)
+        return np.broadcast_to(np.max(mag, axis=other, keepdims=True), mag.shape) if other else mag
+    return np.broadcast_to(np.max(mag), mag.shape)
+
+
+def reduced_length(op, args) -> int:
+    """n in the tolerance: the number of elements of the first array input that one output combines
+    (every axis but the independent one: K for softmax rows, N for batch norm, N·H·W per channel)."""
+    first = next((i for i, a in zip(op.inputs, args) if i.axes and not i.integer), None)
+    if first is None:
+        return 1
+    shape = np.shape(args[op.inputs.index(first)])
+    return int(np.prod([n for a, n in zip(first.axes, shape) if a != op.independent_axis] or [1]))
+
+
+def scale_measure(op, args) -> tuple[str, float]:
+    """(what, value): max |z| of logits-like inputs, or max |mean|/std of activations per slice."""
+    first = next((k for k, i in enumerate(op.inputs) if i.axes and not i.integer), 0)
+    inp = op.inputs[first]
+    x = np.asarray(args[first], dtype=np.float64)
+    if inp.role != "activations":
+        return "max |" + inp.name + "|", float(np.max(np.abs(x))) if x.size else 0.0
+    over = tuple(k for k, a in enumerate(inp.axes) if a != op.independent_axis)
+    std, mean = x.std(axis=over), np.abs(x.mean(axis=over))
+    with np.errstate(all="ignore"):
+        ratio = np.where(std > 0, mean / np.where(std > 0, std, 1), np.where(mean > 0, np.inf, 0.0))
+    return "max |mean|/std", float(ratio.max())
+
+
+def _call(fn, args):
+    """Run the user's function; anything it raises or how it exits is a finding."""
+    try:
+        with np.errstate(all="ignore"):
+            return fn(*args), None
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as exc:
+        return None, Finding("raised", "error", f"the function called sys.exit({exc.code!r}): a checked function "
+                             "must return its outputs", tuple(args))
+    except BaseException as exc:              # noqa: BLE001 — the user's code failing is a finding
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {tb[-1].filename}:{tb[-1].lineno})" if tb else ""
+        return None, Finding("raised", "error", f"fn raised {type(exc).__name__}: {exc}{where}", tuple(args))
+
+
+def _outputs(op, value, dtype, rounded) -> tuple[list, list]:
+    """The return value as float64 arrays per output, and findings about its form (kind, shape, dtype)."""
+    findings = []
+    outs = value if isinstance(value, (tuple, list)) else (value,)
+    if len(op.outputs) == 1 and isinstance(value, (tuple, list)) and len(value) != 1:
+        outs = (value,)                      # a list of numbers for a single array output
+    if len(outs) != len(op.outputs):
+        return [], [Finding("output", "error", f"returned {len(outs)} value(s); {op.name} returns "
+                            f"{len(op.outputs)} ({', '.join(o.name for o in op.outputs)})", tuple(rounded))]
+    arrays = []
+    for spec, out in zip(op.outputs, outs):
+        if out is None or isinstance(out, (str, bytes, dict)):
+            return [], [Finding("output", "error", f"output {spec.name!r} is {type(out).__name__}, expected an array "
+                                f"of {dtype} with axes {spec.axes or 'none (a scalar)'}", tuple(rounded))]
+        if isinstance(out, (float, int)) and not spec.axes:
+            out = np.asarray(out, dtype=dtype if isinstance(out, float) else np.asarray(out).dtype)
+        arr = np.asarray(out)
+        if arr.dtype == object or arr.dtype.kind not in "fiuV" and str(arr.dtype) != "bfloat16":
+            return [], [Finding("output", "error", f"output {spec.name!r} is an array of {arr.dtype}, expected {dtype}",
+                                tuple(rounded))]
+        if arr.dtype != dtype:
+            wider = arr.dtype.kind == "f" and arr.dtype.itemsize > dtype.itemsize
+            findings.append(Finding(
+                "dtype", "warning" if wider else "error",
+                f"output {spec.name!r} has dtype {arr.dtype}, expected {dtype}" + (
+                    " (wider: the values are still judged at the tolerance of " + str(dtype) + ")" if wider else
+                    " (precision or type lost)"), tuple(rounded)))
+        arrays.append(arr.astype(np.float64) if arr.dtype.kind in "fiu" else arr.astype(np.float64))
+    return arrays, findings
+
+
+def _shapes(op, arrays, truth_: Truth, rounded) -> tuple[list, list]:
+    fixed, findings = [], []
+    for spec, got, ref in zip(op.outputs, arrays, truth_.ref64):
+        want = np.shape(ref)
+        if got.shape == want:
+            fixed.append(got)
+        elif got.size == int(np.prod(want)) and [n for n in got.shape if n != 1] == [n for n in want if n != 1]:
+            findings.append(Finding("shape", "warning", f"output {spec.name!r} has shape {got.shape}, expected {want} "
+                                    "(same elements, length-1 axes dropped or added, e.g. by np.squeeze); its values "
+                                    "are judged as if reshaped", tuple(rounded)))
+            fixed.append(got.reshape(want))
+        else:
+            findings.append(Finding("shape", "error", f"output {spec.name!r} has shape {got.shape}, expected {want}",
+                                    tuple(rounded)))
+            return [], findings
+    return fixed, findings
+
+
+def judge_example(fn, op, dtype, args) -> tuple[list, Truth | None]:
+    """All findings on one input (empty when it is right), and the truth computed for it."""
+    rounded = check_arguments(op, args, dtype)
+    user_args = [a.copy() if a.ndim else (a.item() if a.dtype.kind in "iu" else float(a)) for a in rounded]
+    value, failure = _call(fn, user_args)
+    if failure is not None:
+        return [failure], None
+    arrays, findings = _outputs(op, value, dtype, rounded)
+    if not arrays:
+        return findings, None
+    truth_ = Truth(op, rounded, dtype)
+    arrays, shape_findings = _shapes(op, arrays, truth_, rounded)
+    findings += shape_findings
+    if not arrays:
+        return findings, truth_
+    value_worst, nonfinite_worst, counts = None, None, [0, 0]
+    for spec, got, ref, ref_mp, tol, ntol, sen in zip(op.outputs, arrays, truth_.ref64, truth_.refs,
+                                                      truth_.componentwise, truth_.normwise, truth_.sens):
+        with np.errstate(all="ignore"):
+            err = np.abs(got - ref)
+            finite = np.isfinite(got)
+            slice_err = _slice_max(np.where(finite, err, np.inf), spec.axes, op.independent_axis)
+            comp = np.where(finite, err / tol, np.inf)
+            norm = np.where(finite, slice_err / np.where(ntol > 0, ntol, np.nan), np.inf)
+            norm = np.where(np.isnan(norm), np.where(slice_err == 0, 0.0, np.inf), norm)
+            excess = np.minimum(comp, norm)
+        bad_nonfinite = ~finite & np.isfinite(ref)
+        counts[0] += int(np.isinf(got).sum())
+        counts[1] += int(np.isnan(got).sum())
+        for mask, which in ((bad_nonfinite, "nonfinite"), (finite & (excess > 1), "value")):
+            if not np.any(mask):
+                continue
+            score = np.where(mask, np.where(np.isfinite(excess), excess, np.inf), -1.0)
+            idx = np.unravel_index(int(np.argmax(score)), score.shape) if score.ndim else ()
+            case = _worst(rounded, spec.name, idx, got, ref, ref_mp, tol, ntol, sen, comp, norm, dtype)
+            if which == "nonfinite":
+                nonfinite_worst = nonfinite_worst or case
+            elif value_worst is None or case.excess > value_worst.excess:
+                value_worst = case
+    for case in (value_worst, nonfinite_worst):
+        if case is not None:
+            case.got_all, case.tolerances = tuple(arrays), tuple(truth_.componentwise)
+    if nonfinite_worst is not None:
+        findings.append(Finding("nonfinite", "error", f"output {nonfinite_worst.output!r}{list(nonfinite_worst.index)} "
+                                f"= {nonfinite_worst.got!r} where the exact value is {nonfinite_worst.expected!r}",
+                                worst=nonfinite_worst, inf=counts[0], nan=counts[1]))
+    if value_worst is not None:
+        findings.append(Finding("value", "error", f"output {value_worst.output!r}{list(value_worst.index)} = "
+                                f"{value_worst.got!r}, expected {value_worst.expected!r} ({value_worst.excess:.3g}× "
+                                "the tolerance of both the componentwise and the normwise bound)", worst=value_worst))
+    return findings, truth_
+
+
+def _worst(rounded, name, idx, got, ref, ref_mp, tol, ntol, sen, comp, norm, dtype) -> WorstCase:
+    g, e = float(got[idx]), float(ref[idx])
+    ulp = ulp_at(ref_mp[idx] if np.ndim(ref_mp) else (ref_mp[()] if isinstance(ref_mp, np.ndarray) else ref_mp), dtype)
+    finite = math.isfinite(g)
+    rel = abs(g - e) / abs(e) if e and finite else (math.inf if finite and g != e else 0.0 if finite else math.inf)
+    kappa = float(np.asarray(sen)[idx]) / abs(e) if e else math.inf
+    use_norm = float(norm[idx]) < float(comp[idx])
+    tolerance = float(np.asarray(ntol)[idx] if use_norm else tol[idx])
+    return WorstCase(tuple(rounded), name, tuple(int(i) for i in idx), g, e,
+                     abs(g - e) / ulp if finite and ulp > 0 else math.inf, rel, kappa, tolerance,
+                     float(min(comp[idx], norm[idx])), "normwise" if use_norm else "componentwise",
+                     np.asarray(got), np.asarray(ref))
