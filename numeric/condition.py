@@ -6,9 +6,12 @@ wrong or unstable computation.  Jacobian columns come from ``derive.jvp`` (exact
 arithmetic on the op's most accurate formulation); directions along the op's independent axis (rows of z,
 columns of x) share one direction, since those slices never interact.
 
-All directions are evaluated in one pass: the JVP program gets one more axis, ``DIRECTION``, first in its
-axis order and carried by the tangent inputs only, so the lambdified kernel runs each step once over a
-(directions × values) array instead of once per direction (chunked to bound memory).
+All directions are evaluated at once.  Large inputs use the Jacobian's structure — a diagonal plus a
+few terms through reductions, combined by one matrix product (``numeric.jacobian_structure``).  Small
+ones, and programs outside that structure, use the batched JVP: the JVP program gets one more axis,
+``DIRECTION``, first in its axis order and carried by the tangent inputs only, so the lambdified kernel
+runs each step once over a (directions × values) array (chunked to bound memory).  The former loop, one
+JVP per direction, stays as ``_values_and_sensitivities_per_direction`` for tests and benchmarks.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from derive.rounding_model import rounding_model_formulation
 from .arguments import check_arguments
 from .dtypes import finfo
 from .engines.arb_arrays import array_kernel
+from .jacobian_structure import Unsupported, structured_sensitivities
 from .evaluate import kernel
 
 __all__ = ["condition_numbers", "sensitivities", "rounding_bounds"]
@@ -44,6 +48,9 @@ DIRECTION = "__direction"
 #: Bound on directions × (largest input or output) per batched JVP run, in elements (256 kB of float64:
 #: arrays that stay in cache run faster than one huge batch).
 CHUNK_ELEMENTS = 1 << 15
+#: From this many directions × elements on, the Jacobian's structure (diagonal + reductions) pays for
+#: its Python overhead; below it the batched JVP is faster.
+STRUCTURED_FROM = 1 << 14
 
 
 @lru_cache(maxsize=None)
@@ -146,6 +153,17 @@ def _values_and_sensitivities(op, args):
         largest = max([arrays[k].size for k, _ in wrt] + [np.size(v) for v in values])
         chunk = max(1, CHUNK_ELEMENTS // max(largest, 1))
         for slot, (k, inp) in enumerate(wrt):
+            parts = None
+            if _direction_count(arrays[k], inp.axes, independent) * largest >= STRUCTURED_FROM:
+                try:              # diagonal + reductions, one matrix product (numeric.jacobian_structure)
+                    _, parts = structured_sensitivities(the_op.accurate_formulation, arrays, inp.name, independent)
+                except Unsupported:
+                    pass
+            if parts is not None:
+                for total, part in zip(totals, parts):
+                    if part is not None:
+                        total += part
+                continue
             x = arrays[k]
             count = _direction_count(x, inp.axes, independent)
             for start in range(0, count, chunk):
