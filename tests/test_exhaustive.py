@@ -209,3 +209,20 @@ def test_cli_writes_the_report(tmp_path, capsys):
     # float16: exp overflows once v ≥ ln((2 − 2^-11)·2^15) = 11.0900…; the float16 grid spacing there is 2^-7
     assert "outputs inf/nan: [11.09375, 65504.0]" in text
     assert (tmp_path / "figures" / "exhaustive-softmax-float16-z_0_1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_two_elements_run_over_grid_times_grid():
+    """naive softmax of (a, b, 0) in float16 on a 41-value sample of each: inf/nan exactly where exp(a) or exp(b)
+    overflows, i.e. max(a, b) ≥ ln((2 − 2^-11)·2^15) (a sum that overflows alone gives e/inf = 0, finite)."""
+    plan = make_plan("softmax", "float16", [parse_element("z[0,0]"), parse_element("z[0,1]")],
+                     fixed=[parse_fix("z=[[0.0, 0.0, 0.0]]")], formulations=["naive"], samples=41)
+    grid = value_grid("float16", samples=41).values
+    assert plan["points"] == grid.size ** 2
+    result = run_plan(plan, show_progress=False, points_per_chunk=300)
+    bad = np.zeros(grid.size ** 2, bool)
+    for a, b in result["forms"]["naive"]["nonfinite_runs"]:
+        bad[a:b] = True
+    threshold = math.log((2 - 2.0 ** -11) * 2.0 ** 15)
+    first, second = np.meshgrid(grid, grid, indexing="ij")
+    assert np.array_equal(bad, (np.maximum(first, second) > threshold).ravel())
+    assert "point_max" not in result["forms"]["naive"]

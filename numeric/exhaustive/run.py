@@ -15,7 +15,7 @@ import numpy as np
 
 from derive import get_op
 
-from ..dtypes import resolve_dtype
+from ..dtypes import finfo, resolve_dtype
 from ..executors import Executor, run_chunks
 from ..progress import progress as progress_bar
 from .chunk import EDGES, WORST, batchable, run_chunk
@@ -45,8 +45,8 @@ def make_plan(op_name: str, dtype: str, varied: list[Element], *, fixed=(), size
         rounded = [np.asarray(a, dtype=dt).astype(np.float64) for a in args]
     for inp, a in zip(op.inputs, rounded):
         if not np.all(np.isfinite(a)):
-            raise ValueError(f"--fix: input {inp.name} overflows {dt.name} (largest {float(np.finfo(np.float64).max)})"
-                             if False else f"--fix: input {inp.name} holds values beyond the range of {dt.name}")
+            raise ValueError(f"--fix: input {inp.name} holds values beyond the range of {dt.name} "
+                             f"(largest {float(finfo(dt).max)!r})")
     names = [i.name for i in op.inputs]
     grid = value_grid(dt, samples=samples)
     return {"op": op.name, "dtype": dt.name, "formulations": forms, "seed": seed,
