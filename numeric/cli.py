@@ -21,29 +21,51 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_list(args) -> int:
+    from derive.registry import parametric_spec
+
     for op in OPS.values():
         print(f"{op.name:24} {op.signature()}")
         print(f"{'':24} formulations: {', '.join(op.formulations)}")
+        specs = parametric_spec(op.base_name)
+        if specs:
+            shown = [f"{p.name}={p.default!r} ({' | '.join(map(repr, p.choices)) if p.choices else p.kind.__name__})"
+                     for p in specs]
+            print(f"{'':24} conventions (--param): {', '.join(shown)}")
     return 0
+
+
+def _params(pairs) -> dict:
+    """``--param name=value`` options as a dict of strings (each op parses and validates its own)."""
+    params = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise UsageError(f"--param must be NAME=VALUE; got {pair!r}")
+        params[name.strip()] = value.strip()
+    return params
+
+
+def _op(name, params=None):
+    try:
+        return get_op(name, **(params or {}))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _cmd_derive(args) -> int:
     if args.all == bool(args.ops):
         raise UsageError("derive needs one or more OP names or --all (not both)")
     names = list(OPS) if args.all else args.ops
-    ops = []
-    for name in names:
-        try:
-            ops.append(get_op(name))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    params = _params(args.param)
+    ops = [_op(name, params if not args.all else None) for name in names]
     parts = [derivation_markdown(op, prove_op(op)) for op in ops]
     print("\n\n".join(parts))
     return 0
 
 
 def _load_function(spec: str):
-    """``path/to/file.py:function`` → the function object (the file is imported as a module)."""
+    """``path/to/file.py:function`` → the function object.  The file is imported as Python imports a
+    script: its folder first on ``sys.path``, so it can import its sibling modules."""
     import importlib.util
     from pathlib import Path
 
@@ -53,38 +75,80 @@ def _load_function(spec: str):
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"no such file: {path}")
-    if not name.isidentifier():
+    if not name.replace(".", "_").isidentifier():
         raise UsageError(f"{name!r} is not a Python function name")
+    folder = str(file.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     module_spec = importlib.util.spec_from_file_location(f"gradaudit_user_{file.stem}", file)
     if module_spec is None or module_spec.loader is None:
         raise UsageError(f"cannot import {path} as a Python module")
     module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as exc:
+        raise UsageError(f"importing {path} called sys.exit({exc.code!r}); nothing was checked") from None
     except Exception as exc:
         raise UsageError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
-    fn = getattr(module, name, None)
-    if not callable(fn):
+    fn = module
+    for part in name.split("."):                 # FUNCTION may be Class.method or a layer object
+        fn = getattr(fn, part, None)
+    if fn is None or not callable(fn) and not (hasattr(fn, "forward") and hasattr(fn, "backward")):
         raise UsageError(f"{path} has no function {name!r}")
     return fn
 
 
+def _check_signature(fn, op) -> None:
+    """A plain function whose parameters cannot take the op's arguments is a usage error (exit 2)."""
+    import inspect
+
+    if not inspect.isfunction(fn):
+        return
+    try:
+        inspect.signature(fn).bind(*range(len(op.inputs)))
+    except TypeError:
+        names = ", ".join(i.name for i in op.inputs)
+        raise UsageError(f"{fn.__name__}{inspect.signature(fn)} cannot take the arguments of {op.name} ({names}); "
+                         "see `gradaudit list` for the signature") from None
+
+
 def _cmd_check(args) -> int:
-    from .check import check_gradient
+    from .check import CheckResult, Finding, check_gradient
+    from .check.isolate import IsolationFailure, run_isolated
+    from .check.run import MAX_EXAMPLES
     from .dtypes import DTYPES
 
-    try:
-        get_op(args.op)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    op = _op(args.op, _params(args.param))
     if args.dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}; got {args.dtype!r}")
-    if args.examples < 1:
-        raise UsageError(f"--examples must be ≥ 1; got {args.examples}")
-    fn = _load_function(args.target)
-    result = check_gradient(fn, args.op, dtype=args.dtype, examples=args.examples, seed=args.seed)
-    print(result.to_markdown())
-    return 0 if result.ok else 1
+    if not 1 <= args.examples <= MAX_EXAMPLES:
+        raise UsageError(f"--examples must be from 1 to {MAX_EXAMPLES}; got {args.examples}")
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds; got {args.timeout}")
+
+    def task():              # runs in the child: importing the file executes the user's code too
+        try:
+            fn = _load_function(args.target)
+            _check_signature(fn, op)
+        except UsageError as exc:
+            return "usage", str(exc)
+        return "result", check_gradient(fn, op, dtype=args.dtype, examples=args.examples, seed=args.seed,
+                                        framework=args.framework)
+
+    try:
+        (status, value), output = run_isolated(task, timeout=args.timeout)
+    except IsolationFailure as exc:
+        status, value, output = "result", CheckResult(op.name, args.dtype, 0, [Finding("raised", "error", exc.reason)]), exc.output
+    except RuntimeError as exc:
+        raise UsageError(f"checking failed: {str(exc).splitlines()[0]}") from None
+    if status == "usage":
+        raise UsageError(value)
+    value.output = output
+    print(value.to_markdown())
+    if output and args.show_output:
+        print("Output of the checked code:\n\n```\n" + output.rstrip() + "\n```")
+    return 0 if value.ok and not (args.strict and value.warnings) else 1
 
 
 def _cmd_audit(args) -> int:
@@ -198,8 +262,24 @@ def _cmd_exhaustive(args) -> int:
     return 0
 
 
+def _load_user_ops(files) -> None:
+    from derive import load_ops
+
+    for path in files:
+        try:
+            load_ops(path)
+        except FileNotFoundError:
+            raise UsageError(f"--ops: no such file: {path}") from None
+        except SystemExit as exc:
+            raise UsageError(f"--ops {path} called sys.exit({exc.code!r})") from None
+        except Exception as exc:
+            raise UsageError(f"--ops {path} failed: {type(exc).__name__}: {exc}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gradaudit", description="Prove and measure softmax / cross-entropy / batch-norm gradients.")
+    parser.add_argument("--ops", action="append", default=[], metavar="FILE.py",
+                        help="load user-defined ops from this Python file (repeatable; it is executed)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="run chunked work on this dask.distributed scheduler (tcp://host:8786); "
                              "default: the GRADAUDIT_SCHEDULER environment variable, else local processes")
@@ -209,14 +289,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("derive", help="print an op's derivation, proof status and generated code as Markdown")
     p.add_argument("ops", nargs="*", metavar="OP")
     p.add_argument("--all", action="store_true", help="every op")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a convention of the ops, e.g. reduction=mean")
     p.set_defaults(run=_cmd_derive)
     p = sub.add_parser("check", help="check a hand-written op against the certified reference "
-                                     "(exit 0 right, 1 wrong, 2 usage error)")
+                                     "(exit 0 right, 1 wrong, 2 usage error)",
+                       description="Check FUNCTION of FILE.py against the certified reference of OP. This EXECUTES the "
+                                   "file (importing it) and the function, in a child process: what it prints is kept "
+                                   "apart, and exiting, crashing or hanging (--timeout) is a failure, never a pass.")
     p.add_argument("target", metavar="FILE.py:FUNCTION")
     p.add_argument("--op", required=True, help="the op the function implements (see `gradaudit list`)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="a convention of the op, e.g. reduction=mean, labels=index, correction=1 (repeatable)")
     p.add_argument("--dtype", default="float64", help="float16, bfloat16, float32 or float64 (default float64)")
-    p.add_argument("--examples", type=int, default=200, help="random examples (default 200)")
+    p.add_argument("--examples", type=int, default=200, help="random examples per search (default 200)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds for the whole check (default 120)")
+    p.add_argument("--framework", choices=("numpy", "torch", "jax"), default=None,
+                   help="what FUNCTION takes (default: detected)")
+    p.add_argument("--strict", action="store_true", help="warnings (shape quirks, wider dtypes) fail too")
+    p.add_argument("--show-output", action="store_true", help="print what the checked code printed, after the report")
     p.set_defaults(run=_cmd_check)
     p = sub.add_parser("audit", help="run a Markdown document's Python blocks, check their printed outputs and its "
                                      "inline/table numbers (exit 0 right, 1 a number is wrong, 2 usage error)")
@@ -259,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        _load_user_ops(args.ops)
         if not getattr(args, "scheduler", None):
             return args.run(args)
         if "://" not in args.scheduler:

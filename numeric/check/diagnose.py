@@ -37,26 +37,45 @@ def _float64_inputs(op, inputs):
     return [np.asarray(a) if inp.integer else np.asarray(a, dtype=np.float64) for inp, a in zip(op.inputs, inputs)]
 
 
-def _convention(op, w: WorstCase, passes) -> str:
-    """A convention of the same op (same signature) whose truth the user's output matches."""
-    specs = parametric_spec(op.base_name)
-    for spec in specs:
-        for value in spec.choices:
-            if value == op.params.get(spec.name):
-                continue
-            try:
-                other = get_op(op.base_name, **{**op.params, spec.name: value})
-            except ValueError:
-                continue
-            if [i.axes for i in other.inputs] != [i.axes for i in op.inputs] or \
-                    [i.role for i in other.inputs] != [i.role for i in op.inputs]:
+def _variants(op):
+    """Other conventions of ``op``: every combination of the choices of its parameters, fewest changes first."""
+    import itertools
+
+    specs = [p for p in parametric_spec(op.base_name) if p.choices]
+    combos = []
+    for values in itertools.product(*(p.choices for p in specs)):
+        changed = {p.name: v for p, v in zip(specs, values) if v != op.params.get(p.name)}
+        if changed:
+            combos.append(changed)
+    for changed in sorted(combos, key=len):
+        try:
+            yield changed, get_op(op.base_name, **{**op.params, **changed})
+        except ValueError:
+            continue
+
+
+def _convention(op, finding: Finding, passes) -> str:
+    """A convention of the same op that the user's function implements: for wrong values, one whose truth
+    the output matches on the counterexample (then confirmed by a short check); for a function that raises
+    or returns the wrong shape, one it passes (it may take other inputs, e.g. integer class ids)."""
+    w = finding.worst
+    for changed, other in _variants(op):
+        same = ([i.axes for i in other.inputs] == [i.axes for i in op.inputs]
+                and [i.role for i in other.inputs] == [i.role for i in op.inputs])
+        if finding.kind == "value":
+            if not same or w is None:
                 continue
             with np.errstate(all="ignore"):
                 want = as_tuple(kernel(other.name, other.stable_formulation.name).run(*_float64_inputs(other, w.inputs)))
-            if _matches(w.got_all, w.tolerances, want) and passes(other):
-                return (f"your function computes `{other.name}`: it passes with {spec.name}={value!r} "
-                        f"(`--param {spec.name}={value}`), while `{op.name}` uses {spec.name}="
-                        f"{op.params.get(spec.name)!r}")
+            if not _matches(w.got_all, w.tolerances, want):
+                continue
+        elif finding.kind not in ("raised", "output", "shape"):
+            return ""
+        if passes(other):
+            flags = " ".join(f"--param {k}={v}" for k, v in changed.items())
+            said = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+            was = ", ".join(f"{k}={op.params.get(k)!r}" for k in changed)
+            return f"your function implements `{other.name}`: it passes with {said} (`{flags}`); `{op.name}` has {was}"
     return ""
 
 
@@ -122,10 +141,9 @@ def diagnose(finding: Finding, op, dtype, judge, measures: dict) -> str:
     w = finding.worst
     if finding.kind == "value" and w is not None:
         def passes(other):
-            from .run import check_gradient          # late: run imports this module
-            return check_gradient(judge.fn, other.name, dtype=dtype.name, examples=20, edge_cases=False,
-                                  _diagnose=False).ok
-        for name_it in (lambda: _convention(op, w, passes), lambda: _mistake(op, w), lambda: _constant_factor(op, w)):
+            return _passes(judge, other, dtype)
+        for name_it in (lambda: _convention(op, finding, passes), lambda: _mistake(op, w),
+                        lambda: _constant_factor(op, w)):
             text = name_it()
             if text:
                 return text
@@ -139,6 +157,8 @@ def diagnose(finding: Finding, op, dtype, judge, measures: dict) -> str:
         return (f"wrong value: |got − expected| = {abs(w.got - w.expected):.3g} is {w.excess:.3g}× the tolerance "
                 f"{w.tolerance:.3g} ({bound}, the closer of the two) that rounding in {dtype.name} can explain at this "
                 f"input (κ = {w.kappa:.3g})")
+    if finding.kind in ("raised", "output", "shape") and finding.severity == "error":
+        return _convention(op, finding, lambda other: _passes(judge, other, dtype))
     if finding.kind == "nonfinite" and w is not None:
         counts = f"{finding.inf} inf and {finding.nan} nan element(s) in this counterexample's outputs"
         stable = _stable_finite(op, w.inputs, dtype)
@@ -167,6 +187,12 @@ def diagnose(finding: Finding, op, dtype, judge, measures: dict) -> str:
         return (f"non-finite output ({counts}) {where}, where the exact result is finite: an overflow or 0/0 — an "
                 "unshifted exp, a log of 0, a division by a variance that came out 0 or negative")
     return ""
+
+
+def _passes(judge, other, dtype) -> bool:
+    """A short check of the same function against another convention of the op."""
+    from .run import check_gradient          # late: run imports this module
+    return check_gradient(judge.fn, other.name, dtype=dtype.name, examples=20, edge_cases=False, _diagnose=False).ok
 
 
 def _stable_finite(op, inputs, dtype) -> bool:
