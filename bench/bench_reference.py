@@ -1,8 +1,15 @@
-"""Certified-reference throughput: gradaudit's engines (arb balls, the default; gmpy2 MPFR) against
-mpmath with its gmpy backend and with its pure-Python backend, in one run (the pure-Python figure comes from a child process started with
-MPMATH_NOGMPY=1, since mpmath picks its backend at import).  Target: ≥ 3× the pure-Python backend.
+"""Certified-reference throughput, in one run:
 
-Run: ``python bench/bench_reference.py``.
+1. gradaudit's engines (arb balls, the default; gmpy2 MPFR) against mpmath with its gmpy backend and
+   with its pure-Python backend (the pure-Python figure comes from a child process started with
+   MPMATH_NOGMPY=1, since mpmath picks its backend at import).  Target: ≥ 3× the pure-Python backend.
+2. softmax rows/s of ``reference`` (results lazily converted; and with every element read as a float)
+   and of the former per-element arb path, against a plain python-flint loop with the same
+   certification rule (radius ≤ 2^-83 |mid|).  Target (issue 11): reference within 1.5× of the loop.
+3. the fast certified path (``numeric.engines.fast.rounded_reference``, float64 balls, arb for what they
+   leave open) against the arb reference rounded to the same dtype, with how many elements took arb.
+
+Run: ``python bench/bench_reference.py [--no-child]`` (``--no-child`` skips the pure-Python mpmath run).
 """
 import json
 import os
@@ -39,9 +46,85 @@ def rate(engine, windows=7, seconds=0.3):
     return out
 
 
+def flint_softmax_loop(z):
+    """The plain python-flint loop: one row at a time, 128 bits, certified by relative accuracy."""
+    import flint
+    arb = flint.arb
+    out = []
+    with flint.ctx.workprec(128):
+        for row in z.tolist():
+            e = [arb(v).exp() for v in row]
+            total = sum(e[1:], e[0])
+            s = [v / total for v in e]
+            if any(v.rel_accuracy_bits() < 84 for v in s):
+                raise ArithmeticError("not certified at 128 bits")
+            out.append(s)
+    return out
+
+
+def best_seconds(fn, repeats=5):
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def against_the_flint_loop():
+    import importlib
+    reference = importlib.import_module("numeric.reference")
+    rng = np.random.default_rng(0)
+    print(f"\n{'softmax rows':14} {'flint loop':>12} {'reference':>12} {'ratio':>6} {'+read all':>12} "
+          f"{'ratio':>6} {'old per-element':>15} {'ratio':>6}")
+    read = np.frompyfunc(float, 1, 1)
+
+    def old(z):
+        saved = reference._by_balls
+        reference._by_balls = reference._by_balls_per_element
+        try:
+            return reference.reference("softmax", z)
+        finally:
+            reference._by_balls = saved
+
+    for b, k in [(1, 10), (100, 10), (1000, 10), (64, 256)]:
+        z = 5 * rng.standard_normal((b, k))
+        loop = best_seconds(lambda: flint_softmax_loop(z))
+        new = best_seconds(lambda: reference.reference("softmax", z))
+        consumed = best_seconds(lambda: read(reference.reference("softmax", z)))
+        before = best_seconds(lambda: old(z))
+        rate = lambda t: f"{b / t:10.0f}/s"
+        print(f"{b:5} × {k:<6} {rate(loop):>12} {rate(new):>12} {new / loop:5.2f}x {rate(consumed):>12} "
+              f"{consumed / loop:5.2f}x {rate(before):>15} {before / loop:5.2f}x")
+
+
+def fast_path():
+    from numeric.engines.fast import rounded_reference
+    from numeric.reference import reference
+    rng = np.random.default_rng(1)
+    print(f"\n{'fast path':34} {'dtype':9} {'fast':>9} {'arb+round':>10} {'speed-up':>9} {'slow path':>12}")
+    cases = {"softmax 4096×10, |z| ~ 30": ("softmax", (30 * rng.standard_normal((4096, 10)),)),
+             "batchnorm_backward 1024×4, mean 1e3": ("batchnorm_backward",
+                                                     (1e3 + rng.standard_normal((1024, 4)), rng.standard_normal(4),
+                                                      rng.standard_normal((1024, 4)), 1e-5))}
+    read = np.frompyfunc(float, 1, 1)
+    for label, (op, args) in cases.items():
+        for dtype in ("bfloat16", "float32", "float64"):
+            result = rounded_reference(op, *args, dtype=dtype)
+            fast = best_seconds(lambda: rounded_reference(op, *args, dtype=dtype), repeats=3)
+            slow = best_seconds(lambda: [read(o) for o in (lambda r: r if isinstance(r, tuple) else (r,))(
+                reference(op, *args))], repeats=3)
+            print(f"{label:34} {dtype:9} {fast * 1e3:7.1f}ms {slow * 1e3:8.1f}ms {slow / fast:8.1f}x "
+                  f"{result.slow:6d}/{result.total}")
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(rate("mpmath")))
+        return
+    against_the_flint_loop()
+    fast_path()
+    if "--no-child" in sys.argv:
         return
     import mpmath.libmp
     arb = rate("arb")

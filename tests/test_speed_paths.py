@@ -262,3 +262,23 @@ def test_the_batched_jvp_fallback_equals_the_per_direction_definition(name, monk
     scale = max(np.max(np.abs(o[np.isfinite(o)]), initial=0.0) for o in old)
     for n, o in zip(new, old):
         np.testing.assert_allclose(n, o, rtol=1e-12, atol=1e-12 * scale)
+
+
+def test_lazy_float_equals_mpmath_float_of_the_midpoint_including_subnormals_and_ties():
+    import random
+
+    import flint
+    import mpmath
+    from numeric.engines.arb_arrays import lazy_mpf
+    rnd = random.Random(3)
+    with flint.ctx.workprec(200):
+        balls = []
+        for _ in range(3000):
+            m, e = rnd.getrandbits(53) | (1 << 52), rnd.randint(-1150, 1100)
+            for off in (1, -1, 0):                       # just above, below and on a float64 tie
+                balls.append(((flint.arb(m) * 2 + 1) * flint.arb(2) ** e + off * flint.arb(2) ** (e - 120))
+                             * rnd.choice([1, -1]))
+    balls = np.array(balls, dtype=object)
+    lazy = lazy_mpf(balls, np.ones(len(balls), dtype=np.int8))
+    want = [float(mpmath.mp.make_mpf(b.mid()._mpf_)) for b in balls]
+    assert [float(v) for v in lazy] == want

@@ -12,10 +12,13 @@ whose digits (the ball's exact midpoint) are extracted only when first read.
 """
 from __future__ import annotations
 
+import math
+
 import flint
 import mpmath
 import numpy as np
 import sympy as sp
+from mpmath.libmp import from_man_exp
 
 from derive import Kernel
 from derive.codegen import _PRINTER_SETTINGS, _BallPrinter, _ipow
@@ -90,6 +93,8 @@ def certify(balls: np.ndarray, bits: int, zero_bits: int) -> np.ndarray | None:
     return states
 
 
+_NORMAL = 2.0 ** -1022
+_mpf_float = mpmath.mpf.__float__
 _SLOT = mpmath.mpf._mpf_          # the slot descriptor that holds an mpf's (sign, man, exp, bc) tuple
 _make_mpf = mpmath.mp.make_mpf
 
@@ -108,19 +113,32 @@ class LazyMpf(mpmath.mpf):
 
     @property
     def _mpf_(self):
-        try:
+        ball = self._ball
+        if ball is None:
             return _SLOT.__get__(self)
-        except AttributeError:
-            value = self._ball.mid()._mpf_
-            _SLOT.__set__(self, value)
-            return value
+        man, exp = ball.mid().man_exp()
+        value = from_man_exp(int(man), int(exp))
+        _SLOT.__set__(self, value)
+        self._ball = None
+        return value
 
     @_mpf_.setter
     def _mpf_(self, value):
         _SLOT.__set__(self, value)
+        self._ball = None
 
     def __reduce__(self):
         return (_plain_mpf, (self._mpf_,))
+
+    def __float__(self):
+        """The midpoint rounded to nearest by arb (no digit extraction) where that is float64's normal
+        range — there it equals mpmath's ``float`` bit for bit; elsewhere mpmath's own conversion."""
+        ball = self._ball
+        if ball is not None:
+            f = ball.mid().__float__()
+            if _NORMAL <= abs(f) < math.inf:
+                return f
+        return _mpf_float(self)
 
 
 _new = object.__new__

@@ -307,13 +307,25 @@ def rounded_reference(op: str, *args, dtype) -> RoundedReference:
 
 
 def _round_mpf(exact, dt) -> np.ndarray:
-    """Certified ``mpf`` values rounded once, directly, to ``dt`` (no double rounding through float64)."""
+    """Certified ``mpf`` values rounded once, directly, to ``dt``.
+
+    float(v) rounds correctly to float64 in float64's normal range, and rounding that float64 again to a
+    narrower dtype equals rounding v itself unless the float64 lands exactly on a midpoint of the
+    narrower grid; midpoints and float64 subnormals (where mpmath's float() rounds twice) are rounded
+    exactly from v."""
     info = finfo(dt)
     p, emin = int(info.nmant) + 1, int(info.minexp)
+    exact = np.asarray(exact, dtype=object)
+    floats = np.asarray(np.frompyfunc(float, 1, 1)(exact), dtype=np.float64).reshape(exact.shape)
+    with np.errstate(all="ignore"):
+        _, e = np.frexp(floats)
+        half = np.ldexp(1.0, np.maximum(e - 1, emin) - p)            # half a spacing of dt at the value
+        q = floats / half
+        midpoint = (q == np.round(q)) & (np.mod(q, 2) == 1)
+    redo = midpoint | ((np.abs(floats) < 2.0 ** -1022) & (floats != 0)) | ~np.isfinite(floats)
+    redo &= exact != 0
 
     def one(v):
-        if v == 0:
-            return 0.0
         _, e = mpmath.frexp(v)                       # v = m 2^e, 1/2 ≤ |m| < 1
         q = max(int(e) - 1, emin) - (p - 1)          # exponent of the last kept bit
         n = int(mpmath.nint(mpmath.ldexp(v, -q)))    # nearest integer, ties to even
@@ -322,7 +334,8 @@ def _round_mpf(exact, dt) -> np.ndarray:
         except OverflowError:
             return math.copysign(math.inf, n)
 
-    floats = np.asarray(np.frompyfunc(one, 1, 1)(exact), dtype=np.float64)
+    if redo.any():
+        floats[redo] = [one(v) for v in exact[redo]]
     with np.errstate(all="ignore"):
         return round_float64(floats, dt)            # exact, or ±inf beyond the dtype's range
 
@@ -344,11 +357,13 @@ def _fill_from_arb(op, arrays, outputs, values, masks):
         sub = arrays
     exact = reference(op.name, *sub)
     exact = exact if isinstance(exact, tuple) else (exact,)
-    for k, (spec, e) in enumerate(zip(outputs, exact)):
-        rounded = _round_mpf(e, values[k].dtype)
-        if sliceable:
+    for k, (spec, e, mask) in enumerate(zip(outputs, exact, masks)):
+        if sliceable:               # the slices' elements that the balls left open, and only those
             p = spec.axes.index(axis)
-            target = np.moveaxis(values[k], p, 0)          # a view: writes land in values[k]
-            target[idx] = np.moveaxis(rounded, p, 0)
+            target = np.moveaxis(values[k], p, 0)          # views: writes land in values[k]
+            open_ = ~np.moveaxis(mask, p, 0)[idx]
+            block = target[idx]
+            block[open_] = _round_mpf(np.moveaxis(np.asarray(e, dtype=object), p, 0)[open_], block.dtype)
+            target[idx] = block
         else:
-            values[k][...] = rounded
+            values[k][~mask] = _round_mpf(np.asarray(e, dtype=object)[~mask], values[k].dtype)
