@@ -47,6 +47,16 @@ def _entries(root: Path, pattern="*"):
     return [p for p in root.rglob(pattern) if p.is_file() and not p.name.startswith(".")]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _no_frameworks_report():
+    """frameworks.md (torch/JAX timings) is another part's subject and costs ~15 s per report here."""
+    import numeric.report
+    with pytest.MonkeyPatch.context() as mp:
+        if hasattr(numeric.report, "write_frameworks_report"):
+            mp.setattr(numeric.report, "write_frameworks_report", lambda *args, **kwargs: None)
+        yield
+
+
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     root = tmp_path / "cache"
