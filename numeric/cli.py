@@ -321,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_audit)
     p = sub.add_parser("report", help="write the Markdown derivation and stability reports (the main job)")
     p.add_argument("ops", nargs="*", metavar="OP", help="op or family names (default: all)")
-    p.add_argument("--out", default="reports", help="output directory (default reports/)")
+    p.add_argument("--out", default="reports",
+                   help="output directory (default reports/), replaced as a whole by this run's set (written "
+                        "beside it, then swapped in; files that were not part of the old set are kept)")
     p.add_argument("--dtypes", default="float16,bfloat16,float32,float64")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="processes for the reference computations")
