@@ -278,7 +278,7 @@ def _load_user_ops(files) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gradaudit", description="Prove and measure softmax / cross-entropy / batch-norm gradients.")
-    parser.add_argument("--ops", action="append", default=[], metavar="FILE.py",
+    parser.add_argument("--ops", action="append", default=[], metavar="FILE.py", dest="ops_files",
                         help="load user-defined ops from this Python file (repeatable; it is executed)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="run chunked work on this dask.distributed scheduler (tcp://host:8786); "
@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        _load_user_ops(args.ops)
+        _load_user_ops(args.ops_files)
         if not getattr(args, "scheduler", None):
             return args.run(args)
         if "://" not in args.scheduler:
