@@ -160,7 +160,8 @@ def _cmd_audit(args) -> int:
 
     doc = Path(args.document)
     if not doc.is_file():
-        raise UsageError(f"no such file: {args.document}")
+        raise UsageError(f"{args.document} is a directory, not a Markdown file" if doc.is_dir()
+                         else f"no such file: {args.document}")
     if args.claims is not None and not Path(args.claims).is_file():
         raise UsageError(f"--claims: no such file: {args.claims}")
     if not args.timeout > 0:
