@@ -64,18 +64,53 @@ def _ipow(x, n: int):
     return result
 
 
-def _lift_constants(expr: sp.Expr, table: dict) -> sp.Expr:
+def _lift_constants(expr: sp.Expr, table: dict, *, rationals: bool = True) -> sp.Expr:
     """Replace every non-integer constant (a number, or a closed expression such as √(2/π)) by a symbol
-    ``const_i`` (recorded in ``table``), except the exponent ±½, which the printer turns into ``sqrt``."""
-    if (expr.is_Number or (expr.is_number and not expr.free_symbols)) and not expr.is_Integer:
+    ``const_i`` (recorded in ``table``), except the exponent ±½, which the printer turns into ``sqrt``.
+    ``rationals=False`` keeps rational numbers (the multiple-precision printers write them exactly)."""
+    if (expr.is_Number or (expr.is_number and not expr.free_symbols)) and not expr.is_Integer \
+            and (rationals or not expr.is_Rational):
         if expr not in table:
             table[expr] = sp.Symbol(f"const_{len(table)}")
         return table[expr]
     if expr.is_Pow and expr.exp in (sp.S.Half, -sp.S.Half):
-        return sp.Pow(_lift_constants(expr.base, table), expr.exp)
+        return sp.Pow(_lift_constants(expr.base, table, rationals=rationals), expr.exp)
     if expr.args:
-        return expr.func(*(_lift_constants(a, table) for a in expr.args))
+        return expr.func(*(_lift_constants(a, table, rationals=rationals) for a in expr.args))
     return expr
+
+
+def engine_constant(value: sp.Expr, backend: str):
+    """A closed constant (π, √(2/π)…) as a number of ``backend`` at the current working precision,
+    with a rigorous radius for ``"arb"`` (evaluated by mpmath with 20 guard bits)."""
+    import mpmath
+
+    if backend == "arb":
+        import flint
+        bits = flint.ctx.prec + 20
+    elif backend == "gmpy2":
+        import gmpy2
+        bits = gmpy2.get_context().precision + 20
+    else:
+        bits = mpmath.mp.prec + 20
+    return _engine_constant(value, backend, bits)
+
+
+@lru_cache(maxsize=4096)
+def _engine_constant(value: sp.Expr, backend: str, bits: int):
+    import mpmath
+
+    with mpmath.workprec(bits):
+        number = mpmath.mpf(sp.N(value, int(bits * 0.302) + 5))
+    if backend == "mpmath":
+        return number
+    man, exp = number.man_exp if number else (0, 0)
+    if backend == "gmpy2":
+        import gmpy2
+        return gmpy2.mul_2exp(gmpy2.mpfr(int(man)), int(exp))
+    import flint
+    mid = flint.arb(flint.fmpz(int(man))) * flint.arb(2) ** int(exp) if man else flint.arb(0)
+    return flint.arb(mid.mid(), abs(mid.mid()) * flint.arb(2) ** (10 - bits) if man else 0)
 
 
 class Kernel:
@@ -94,23 +129,26 @@ class Kernel:
         self.reads = {st.name: form.free_names(st) for st in form.steps if isinstance(st, Elementwise)}
         self.functions = {}
         self.constants = {}      # step name -> non-integer constants, in argument order
+        self.lifted = {}         # step name -> (expression with constants as symbols, argument symbols)
         for step in form.steps:
             if isinstance(step, Elementwise):
                 expr = step.expr
                 args = [value_symbol(n) for n in form.free_names(step)]
                 args += [form.size_symbol(s) for s in form.sizes]
-                if backend == "numpy":
-                    table: dict = {}
-                    expr = _lift_constants(expr, table)
-                    args += list(table.values())
-                    self.constants[step.name] = [float(sp.N(c, 30)) for c in table]
+                table: dict = {}
+                expr = _lift_constants(expr, table, rationals=backend == "numpy")
+                args += list(table.values())
+                self.constants[step.name] = ([float(sp.N(c, 30)) for c in table] if backend == "numpy"
+                                             else list(table))
+                self.lifted[step.name] = (expr, args)
                 if backend == "numpy":
                     f = sp.lambdify(args, expr, modules="numpy", cse=True, printer=_DtypePreservingPrinter())
                 else:
                     modules = [_NAMESPACES[backend](), "mpmath"] if backend in _NAMESPACES else "mpmath"
                     printer = _BallPrinter(_PRINTER_SETTINGS) if backend == "arb" else None
-                    f = np.frompyfunc(sp.lambdify(args, expr, modules=modules, cse=True, printer=printer),
-                                      len(args), 1)
+                    f = sp.lambdify(args, expr, modules=modules, cse=True, printer=printer)
+                    if args:                          # a constant step (no arguments) stays a plain call
+                        f = np.frompyfunc(f, len(args), 1)
                 self.functions[step.name] = f
 
     def _full_shape(self, labels, lengths):
@@ -144,7 +182,8 @@ class Kernel:
                 env.pop(name, None)          # free large intermediates as soon as nothing reads them
             if isinstance(step, Elementwise):
                 f = self.functions[step.name]
-                consts = [np.asarray(c, dtype=dtype) for c in self.constants.get(step.name, ())]
+                consts = [np.asarray(c, dtype=dtype) if self.backend == "numpy" else engine_constant(c, self.backend)
+                          for c in self.constants.get(step.name, ())]
                 env[step.name] = result = f(*(env[n] for n in self.reads[step.name]), *size_args, *consts)
                 if self.backend == "numpy" and np.result_type(result) != dtype:
                     raise TypeError(f"step {step.name!r} of formulation {form.name!r} changed the working "
@@ -189,7 +228,7 @@ class Kernel:
         return tuple(outs)
 
 
-_CONSTANT_BITS = 1 << 15      # π and e for the ball / MPFR engines: beyond any working precision used
+_CONSTANT_BITS = (1 << 14) + 256      # π and e for the ball / MPFR engines: beyond any working precision used
 
 
 @lru_cache(maxsize=None)

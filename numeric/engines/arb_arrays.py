@@ -56,10 +56,11 @@ def array_kernel(form: Formulation) -> Kernel:
     kernel = Kernel(form, "arb")
     namespace = _namespace()
     for step in form.steps:
-        if isinstance(step, Elementwise) and _vectorisable(step.expr):
-            args = [value_symbol(n) for n in form.free_names(step)] + [form.size_symbol(s) for s in form.sizes]
-            kernel.functions[step.name] = sp.lambdify(args, step.expr, modules=[namespace], cse=True,
-                                                      printer=_BallPrinter(_PRINTER_SETTINGS))
+        if isinstance(step, Elementwise):
+            expr, args = kernel.lifted[step.name]     # closed constants (π, √2) are arguments, made per precision
+            if _vectorisable(expr):
+                kernel.functions[step.name] = sp.lambdify(args, expr, modules=[namespace], cse=True,
+                                                          printer=_BallPrinter(_PRINTER_SETTINGS))
     _KERNELS[id(form)] = (form, kernel)
     return kernel
 
