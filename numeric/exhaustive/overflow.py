@@ -66,9 +66,15 @@ def runs_of(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _watched(form):
-    """The formulation with every elementwise and reduction step as an output."""
-    names = tuple(st.name for st in form.steps if isinstance(st, (Elementwise, Reduce)))
-    return dataclasses.replace(form, outputs=names)
+    """The formulation with every elementwise and reduction step as an output, and for each mean the sum
+    it divides by N (the kernels hold that sum in the dtype: ``numpy.sum(…) / N``)."""
+    steps = []
+    for st in form.steps:
+        steps.append(st)
+        if isinstance(st, Reduce) and st.op == "mean":
+            steps.append(Reduce(f"{st.name}·N", "sum", st.arg, st.over, "the sum a mean divides by N"))
+    names = tuple(st.name for st in steps if isinstance(st, (Elementwise, Reduce)))
+    return dataclasses.replace(form, steps=tuple(steps), outputs=names)
 
 
 class _Setting:
@@ -204,7 +210,7 @@ def analytic_overflow(plan: dict, formulation: str, grid: np.ndarray) -> dict:
                     else:
                         a = mid
                 crossing = (a + b) / 2
-            step = exact[j + 1][1] if rising else exact[j][1]
+            step = setting.exact_predicate(b if rising else a)[1]     # the step that crosses at v*
             crossings.append({"after": float(grid[j]), "first": float(grid[j + 1]), "exact": crossing,
                               "step": step, "rising": rising,
                               "independent_first": first_grid_value_above(crossing, setting.dtype)})
