@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("exhaustive", help="every value of one or two input elements in a low-precision dtype, "
                                           "judged against the certified reference")
     p.add_argument("op", metavar="OP")
-    p.add_argument("--dtype", required=True, help="float16 or bfloat16 (every value); float32/float64 are sampled")
+    p.add_argument("--dtype", required=True, help="float16 or bfloat16 (every value) or float32 (sampled)")
     p.add_argument("--vary", action="append", required=True, metavar="ELEMENT",
                    help="element to run through every value, e.g. 'z[0,0]' (once or twice)")
     p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",

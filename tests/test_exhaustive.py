@@ -182,6 +182,7 @@ def test_unbatched_op_with_a_loss_summed_over_the_batch(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["softmax", "--dtype", "bfloat16", "--vary", "z[0,"], "--vary: expected NAME or NAME[i,j]"),
     (["softmax", "--dtype", "bf16", "--vary", "z[0,0]"], "--dtype must be one of"),
+    (["softmax", "--dtype", "float64", "--vary", "z[0,0]"], "--dtype must be float16, bfloat16 or float32"),
     (["softmax", "--dtype", "bfloat16", "--vary", "y[0,0]"], "softmax has no input 'y'"),
     (["softmax", "--dtype", "bfloat16", "--vary", "z[0,9]"], "out of range for axis 1 of length 8"),
     (["softmax", "--dtype", "bfloat16", "--vary", "z[0,0]", "--vary", "z[0,0]"], "the two elements are the same"),

@@ -35,6 +35,9 @@ def make_plan(op_name: str, dtype: str, varied: list[Element], *, fixed=(), size
     """The plan of a run (see the module doc); ``ValueError`` naming the argument for bad input."""
     op = get_op(op_name)
     dt = resolve_dtype(dtype)
+    if dt == np.float64:
+        raise ValueError("--dtype must be float16, bfloat16 or float32 for an exhaustive run (its ULP counts come "
+                         "from float64 values certified to 2^-30 relative, too coarse for float64); got 'float64'")
     forms = list(formulations or op.formulations)
     for f in forms:
         if f not in op.formulations:
