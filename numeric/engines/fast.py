@@ -324,10 +324,11 @@ def _round_mpf(exact, dt) -> np.ndarray:
         half = np.ldexp(1.0, np.maximum(e - 1, emin) - p)            # half a spacing of dt at the value
         q = floats / half
         midpoint = (q == np.round(q)) & (np.mod(q, 2) == 1)
-    redo = midpoint | ((np.abs(floats) < 2.0 ** -1022) & (floats != 0)) | ~np.isfinite(floats)
-    redo &= exact != 0
+    redo = midpoint | (np.abs(floats) < 2.0 ** -1022) | ~np.isfinite(floats)
 
     def one(v):
+        if v == 0:
+            return 0.0
         _, e = mpmath.frexp(v)                       # v = m 2^e, 1/2 ≤ |m| < 1
         q = max(int(e) - 1, emin) - (p - 1)          # exponent of the last kept bit
         n = int(mpmath.nint(mpmath.ldexp(v, -q)))    # nearest integer, ties to even
