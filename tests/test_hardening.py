@@ -417,3 +417,15 @@ def test_entries_that_are_not_part_of_the_old_set_are_kept(softmax_float32_set, 
     assert manifest["seed"] == 1
     assert "notes.txt" not in manifest["files"] and "softmax.md" in manifest["files"]
     assert all((out / f).is_file() for f in manifest["files"])
+
+
+def test_a_cache_directory_without_write_permission_means_no_cache_and_one_warning(cache, monkeypatch, capsys):
+    import derive.cache
+
+    def denied(path, data):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(derive.cache, "write_bytes", denied)       # what a read-only directory does (root ignores modes)
+    first, second = prove_op(OPS["softmax"]), prove_op(OPS["softmax"])
+    assert first.proved and second.proved and not second.cached
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "Permission denied" in warnings[0] and str(cache) in warnings[0]
