@@ -192,7 +192,8 @@ def report_markdown(plan: dict, result: dict, analytic: dict, figure: str) -> st
             for c in a["crossings"]:
                 direction = "reaches" if c["rising"] else "falls below"
                 first = c["independent_first"]
-                agree = first == c["first"]        # the grid value just past v*, either direction
+                # the grid value just past v*, either direction (a sampled grid skips most dtype values)
+                agree = first == c["first"] or not grid_info.complete
                 lines.append(f"- analytic: the exact value of step `{c['step'] or '?'}` {direction} Ω at v* = "
                              f"{_mp(c['exact'])}, between {plan['dtype']} values {_v(c['after'])} and {_v(c['first'])}; "
                              f"the first {plan['dtype']} value ≥ v*, from the dtype's own rounding, is {_v(first)}"

@@ -139,9 +139,9 @@ def build_inputs(op: Op, *, fixed: list[tuple[Element, np.ndarray]], sizes: dict
     """The op's inputs as float64 arrays: whole inputs from ``fixed``, the rest drawn from ``seed``.
 
     Axis lengths come from fixed whole inputs, then ``sizes`` ({axis: length}), then ``default_length``
-    (the op's independent axis defaults to 1).  Drawn values: N(0, 1) for array inputs, the op's default
-    (``op.scalars``) or 0 for scalars, uniform class ids for integer inputs.  Single fixed elements
-    (``z[0,1]=2.5``) are written last.
+    (the op's independent axis defaults to 1).  Drawn values follow each input's role (:func:`_draw`);
+    scalars with a default in ``op.scalars`` take it; integer inputs get uniform class ids.  Single fixed
+    elements (``z[0,1]=2.5``) are written last.
     """
     lengths: dict[str, int] = {}
     whole = {}
@@ -177,10 +177,10 @@ def build_inputs(op: Op, *, fixed: list[tuple[Element, np.ndarray]], sizes: dict
         elif getattr(inp, "integer", False):
             classes = lengths.setdefault(inp.classes, default_length)
             args.append(rng.integers(0, classes, size=shape).astype(np.float64))
-        elif not inp.axes:
-            args.append(np.array(float(op.scalars.get(inp.name, 0.0))))
+        elif not inp.axes and inp.name in op.scalars:
+            args.append(np.array(float(op.scalars[inp.name])))
         else:
-            args.append(rng.standard_normal(shape))
+            args.append(np.asarray(_draw(getattr(inp, "role", ""), rng, shape), dtype=np.float64))
     shapes = {inp.name: a.shape for inp, a in zip(op.inputs, args)}
     for element, array in fixed:
         if element.index:
@@ -189,6 +189,27 @@ def build_inputs(op: Op, *, fixed: list[tuple[Element, np.ndarray]], sizes: dict
             args[position] = args[position].copy()
             args[position][element.index] = float(array)
     return args
+
+
+def _draw(role: str, rng, shape: tuple) -> np.ndarray:
+    """Values for an input of ``role`` (``derive.program.ROLES``): labels and one-hot rows along the last
+    axis, dy in [−1, 1], γ/β in [−2, 2], positive values in [½, 2], ε 1e-5, temperatures in [½, 2],
+    fractions in [0, 1]; anything else N(0, 1)."""
+    if role in ("labels", "onehot"):
+        if role == "onehot":
+            rows = np.zeros(shape)
+            hot = rng.integers(0, shape[-1], size=shape[:-1])
+            np.put_along_axis(rows, hot[..., None], 1.0, axis=-1)
+            return rows
+        rows = rng.random(shape)
+        return rows / rows.sum(axis=-1, keepdims=True)
+    uniform = {"upstream": (-1.0, 1.0), "weight": (-2.0, 2.0), "positive": (0.5, 2.0), "temperature": (0.5, 2.0),
+               "fraction": (0.0, 1.0)}
+    if role in uniform:
+        return rng.uniform(*uniform[role], size=shape)
+    if role == "eps":
+        return np.full(shape, 1e-5)
+    return rng.standard_normal(shape)
 
 
 def check_varied(op: Op, varied: list[Element], args: list[np.ndarray]) -> None:
