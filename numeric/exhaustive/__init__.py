@@ -36,16 +36,19 @@ def write_exhaustive(plan: dict, out: Path, *, executor: Executor | None = None,
                      show_progress: bool | None = None, keep_chunks: bool = False) -> list[Path]:
     """Run ``plan`` and write ``out/<report_name>.md`` and its figure; returns the paths written.
 
-    Chunk results are streamed to ``out/.chunks/<plan digest>/`` as they finish, so an interrupted run
-    resumes where it stopped; the folder is removed after a complete run unless ``keep_chunks``.
+    Chunk results are streamed to ``$GRADAUDIT_CACHE/exhaustive/<plan digest>/`` as they finish, so an
+    interrupted run resumes where it stopped; the folder is removed after a complete run unless
+    ``keep_chunks``.
     """
     from ..progress import progress
     from .overflow import analytic_overflow
     from .grid import value_grid
     from .render import figure_png, report_markdown
 
+    from derive.proof import cache_dir
+
     out = Path(out)
-    store = out / ".chunks" / plan_digest(plan)
+    store = cache_dir() / "exhaustive" / plan_digest(plan)
     result = run_plan(plan, executor=executor, store=store, points_per_chunk=points_per_chunk,
                       show_progress=show_progress)
     analytic = {}
@@ -63,8 +66,4 @@ def write_exhaustive(plan: dict, out: Path, *, executor: Executor | None = None,
     write_text(report, report_markdown(plan, result, analytic, f"figures/{name}.png"))
     if not keep_chunks:
         shutil.rmtree(store, ignore_errors=True)
-        try:
-            (out / ".chunks").rmdir()
-        except OSError:
-            pass
     return [report, figure]
