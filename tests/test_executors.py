@@ -126,6 +126,21 @@ def test_report_sweep_points_on_dask_equal_local_ones(cluster, tmp_path, monkeyp
     assert json.dumps(list(remote.values())) == json.dumps(list(local.values()))
 
 
+def test_cli_uses_the_scheduler_named_by_the_environment(cluster, tmp_path, monkeypatch, capsys):
+    from numeric.cli import main
+
+    argv = ["exhaustive", "softmax", "--dtype", "float16", "--vary", "z[0,1]", "--fix", "z=[[2.0, 0.0, -1.0]]",
+            "--formulation", "logsumexp", "--chunk", "9000"]
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    assert main(argv + ["--out", str(tmp_path / "local")]) == 0
+    assert "on in-process" in capsys.readouterr().err
+    monkeypatch.setenv(SCHEDULER_ENV, cluster.scheduler_address)
+    assert main(argv + ["--out", str(tmp_path / "dask")]) == 0
+    assert f"on Dask scheduler {cluster.scheduler_address}" in capsys.readouterr().err
+    for name in ("exhaustive-softmax-float16-z_0_1.md", "figures/exhaustive-softmax-float16-z_0_1.png"):
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes()
+
+
 def test_dask_local_cluster_with_a_killed_worker_gives_the_same_report_bytes(cluster, tmp_path, monkeypatch):
     import distributed
     from numeric.exhaustive import make_plan, parse_element, parse_fix, write_exhaustive
