@@ -67,12 +67,14 @@ class Comparison:
         }
 
 
-def compare(op: str, *args, dtype="float32", formulation: str | None = None) -> Comparison:
+def compare(op: str, *args, dtype="float32", formulation: str | None = None, **params) -> Comparison:
     """Evaluate ``formulation`` of ``op`` in ``dtype`` and measure it against :func:`reference`.
 
     The inputs are first rounded to ``dtype``; the reference is computed exactly on those same values.
+    ``params``: the op's conventions (``reduction="mean"``…).
     """
-    the_op = get_op(op)
+    the_op = get_op(op, **params)
+    op = the_op.name
     dt = resolve_dtype(dtype)
     form = formulation_of(the_op, formulation)
     rounded = check_arguments(the_op, args, dt)

@@ -33,14 +33,15 @@ def kernel(op_name: str, formulation: str | None, backend: str = "numpy") -> Ker
     return Kernel(formulation_of(op, formulation), backend)
 
 
-def evaluate(op: str, *args, dtype="float32", formulation: str | None = None):
-    """Evaluate ``op`` on ``args`` (shapes as in DESIGN.md's table) with every step in ``dtype``.
+def evaluate(op: str, *args, dtype="float32", formulation: str | None = None, **params):
+    """Evaluate ``op`` on ``args`` (shapes as in ``gradaudit list``) with every step in ``dtype``.
 
     ``dtype``: "float16", "bfloat16", "float32" or "float64".  Inputs are rounded to ``dtype`` first.
-    Returns an array of ``dtype`` (a tuple of arrays for ``batchnorm_backward``; a 0-d array for the loss).
+    ``params``: the op's conventions (``reduction="mean"``, ``labels="index"``, ``correction=1``…).
+    Returns an array of ``dtype`` (a tuple of arrays for ops with several outputs; a 0-d array for a loss).
     """
-    the_op = get_op(op)
+    the_op = get_op(op, **params)
     dt = resolve_dtype(dtype)
     formulation_of(the_op, formulation)
     arrays = check_arguments(the_op, args, dt)
-    return kernel(op, formulation)(*arrays)
+    return kernel(the_op.name, formulation)(*arrays)

@@ -122,17 +122,18 @@ def _agreement(engine, lo: np.ndarray, hi: np.ndarray, lo_bits: int, hi_bits: in
     return close | zero, zero & ~close
 
 
-def reference(op: str, *args, engine: str | None = None):
+def reference(op: str, *args, engine: str | None = None, **params):
     """Certified high-precision value of ``op`` at ``args`` (same signature as the op).
 
     Returns an object array of ``mpmath.mpf`` (a tuple of them for ``batchnorm_backward``), each
     element correct to at least ``CERTIFIED_BITS`` bits relative, or an exact zero.
-    ``engine``: "arb" (default), "gmpy2" or "mpmath".
+    ``engine``: "arb" (default), "gmpy2" or "mpmath"; ``params``: the op's conventions.
     """
     engine = engine or DEFAULT_ENGINE
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
-    the_op = get_op(op)
+    the_op = get_op(op, **params)
+    op = the_op.name
     arrays = check_arguments(the_op, args, np.dtype(np.float64))
     for a, inp in zip(arrays, the_op.inputs):
         if not np.all(np.isfinite(a)):
@@ -207,9 +208,9 @@ def _by_agreement(engine, op, inputs) -> list:
     raise ReferenceNotCertified(f"{op}: precisions up to {MAX_BITS} bits did not agree to {CERTIFIED_BITS} bits")
 
 
-def reference_float64(op: str, *args):
+def reference_float64(op: str, *args, **params):
     """:func:`reference` rounded to float64 (inf beyond float64's range)."""
-    out = reference(op, *args)
+    out = reference(op, *args, **params)
     if isinstance(out, tuple):
         return tuple(_map(float, o).astype(np.float64) for o in out)
     return _map(float, out).astype(np.float64)

@@ -199,15 +199,21 @@ def _activations(draw, shape, axes, independent, max_mean, max_var, dt):
 
 
 def op_inputs(op, *, dtype="float32", **limits) -> st.SearchStrategy:
-    """Argument tuples for ``op`` (a name, possibly with conventions, or an Op) in ``dtype``, in the op's
+    """Argument tuples for ``op`` (a name, possibly with conventions — in brackets or as keyword
+    arguments such as ``reduction="mean"`` —, or an Op) in ``dtype``, in the op's
     signature order, drawn by the *role* of each input (``derive.program.ROLES``): logits, label rows,
     class ids, upstream gradients, activations with per-feature statistics, weights, ε, temperatures…
 
     ``limits`` override the op's ``domain``: ``max_abs``/``max_spread`` (logits), ``max_mean``/``max_var``
     (activations), ``sizes={"b": (1, 8)}`` per axis, or the legacy ``batch``/``classes``/``rows``/``features``.
     """
+    from derive.registry import parametric_spec
+
+    base = op.base_name if hasattr(op, "base_name") else str(op).split("[")[0]
+    conventions = {p.name for p in parametric_spec(base)}
+    params = {k: limits.pop(k) for k in list(limits) if k in conventions}
     try:
-        the_op = get_op(op)
+        the_op = get_op(op, **params)
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
     dt = _dtype(dtype)

@@ -257,6 +257,9 @@ def _mistakes(lay: Layout, correction: int) -> tuple:
          good + NORMALIZE + (Elementwise("xhat0", v("xc") / sp.sqrt(v("var"))),) + affine +
          (Elementwise("dx", v("gamma") * v("rstd") / v("N") * (v("N") * v("dy") - v("dbeta") - v("xhat0") * v("dgamma")
                                                                * (1 if not correction else v("N") / (v("N") - correction)))),)),
+        ("eps_missing_in_xhat", "your dx equals the batch-norm backward with ε missing in one term: x̂ = (x − μ)/√var "
+         "(in dx and dγ) while the scale uses 1/√(var + ε)",
+         good + NORMALIZE[:1] + (Elementwise("xhat", v("xc") / sp.sqrt(v("var"))),) + affine + (_compact_dx(correction),)),
         ("swapped_dgamma_dbeta", "your dγ and dβ are swapped: dγ = Σ dy·x̂ and dβ = Σ dy",
          good + NORMALIZE + (Reduce("sum_dy", "sum", "dy", lay.over), Elementwise("dyxh", v("dy") * v("xhat")),
                              Reduce("sum_dyxh", "sum", "dyxh", lay.over),
