@@ -195,14 +195,19 @@ def torch_cases() -> list[KernelCase]:
     ]
 
 
-def jax_cases() -> list[KernelCase]:
+def _jax_nn():
     import jax
+    return jax.nn
+
+
+def jax_cases() -> list[KernelCase]:
+    """JAX's kernels (building the list does not import JAX; running a case does)."""
     log_softmax_op = _registered("log_softmax")
     return [
-        KernelCase("jax", "jax.nn.softmax(z, axis=1)", lambda z: jax.nn.softmax(z, axis=1), _logits, (0,),
+        KernelCase("jax", "jax.nn.softmax(z, axis=1)", lambda z: _jax_nn().softmax(z, axis=1), _logits, (0,),
                    LOGIT_MAGNITUDES, "M", op="softmax"),
-        KernelCase("jax", "jax.nn.log_softmax(z, axis=1)", lambda z: jax.nn.log_softmax(z, axis=1), _logits, (0,),
-                   LOGIT_MAGNITUDES, "M", op=log_softmax_op, exact_forward=_mp_log_softmax,
+        KernelCase("jax", "jax.nn.log_softmax(z, axis=1)", lambda z: _jax_nn().log_softmax(z, axis=1), _logits,
+                   (0,), LOGIT_MAGNITUDES, "M", op=log_softmax_op, exact_forward=_mp_log_softmax,
                    exact_backward=_mp_log_softmax_backward,
                    note="" if log_softmax_op else "exact values from mpmath in this module (gradaudit has no such op yet)"),
     ]
@@ -451,18 +456,46 @@ def _environment(frameworks, device) -> dict:
     return env
 
 
+def _measure_all(cases, dtypes, magnitudes, seed, device) -> list:
+    """[(case index, dtype name, magnitude, row)]; a case that raises gives {"error": …} (the report says
+    "not measured" and why) instead of stopping ``gradaudit report``."""
+    rows = []
+    for i, case in enumerate(cases):
+        for d in dtypes:
+            dt = resolve_dtype(d, argument="dtypes")
+            if case.framework == "jax" and dt == np.float64:
+                import jax
+                if not jax.config.jax_enable_x64:
+                    continue
+            for m in (magnitudes or case.magnitudes):
+                try:
+                    row = measure_case(case, dt, m, seed=seed, device=device)
+                except Exception as exc:
+                    row = {"error": f"{type(exc).__name__}: {exc}"}
+                rows.append((i, dt.name, m, row))
+    return rows
+
+
+def _jax_in_child(dtypes, magnitudes, seed) -> tuple[list, dict]:
+    """Rows and environment of :func:`jax_cases`, measured in a child process (runs in it)."""
+    return _measure_all(jax_cases(), dtypes, magnitudes, seed, "cpu"), _environment(["jax"], "cpu")
+
+
 def write_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=None, magnitudes=None):
     """Write ``out/frameworks.md`` when torch (or JAX) is importable; returns its path, or None when
-    neither is.  ``cases``/``magnitudes`` narrow the run (tests)."""
+    neither is.  ``cases``/``magnitudes`` narrow the run (tests; given cases run in this process).
+
+    By default JAX's kernels are measured in a *spawned* child process: JAX starts threads when
+    imported, and ``gradaudit report`` (or a test suite) may fork worker processes afterwards."""
     from pathlib import Path
     from derive.atomic import write_text
+    jax_child = cases is None and jax_arrays.available()
     if cases is None:
-        cases = (torch_cases() if torch_tensors.available() else []) + (jax_cases() if jax_arrays.available() else [])
-    if not cases:
+        cases = torch_cases() if torch_tensors.available() else []
+    if not cases and not jax_child:
         return None
     frameworks = sorted({c.framework for c in cases})
     device = "cpu"
-    results = []
     threads = None
     if "torch" in frameworks:
         import torch
@@ -470,22 +503,19 @@ def write_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=N
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
     try:
-        for case in cases:
-            for d in dtypes:
-                dt = resolve_dtype(d, argument="dtypes")
-                if case.framework == "jax" and dt == np.float64:
-                    import jax
-                    if not jax.config.jax_enable_x64:
-                        continue
-                for m in (magnitudes or case.magnitudes):
-                    try:
-                        row = measure_case(case, dt, m, seed=seed, device=device)
-                    except Exception as exc:     # one kernel that cannot be measured must not sink the report
-                        row = {"error": f"{type(exc).__name__}: {exc}"}
-                    results.append((case, dt.name, m, row))
+        indexed = _measure_all(cases, dtypes, magnitudes, seed, device)
     finally:
         if threads is not None:
             torch.set_num_threads(threads)
+    results = [(cases[i], d, m, row) for i, d, m, row in indexed]
+    environment = _environment(frameworks, device)
+    if jax_child:
+        import multiprocessing
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            rows, jax_env = pool.apply(_jax_in_child, (tuple(dtypes), magnitudes, seed))
+        jcases = jax_cases()
+        results += [(jcases[i], d, m, row) for i, d, m, row in rows]
+        environment.update(jax_env)
     path = Path(out) / "frameworks.md"
-    write_text(path, frameworks_markdown(results, _environment(frameworks, device)) + "\n")
+    write_text(path, frameworks_markdown(results, environment) + "\n")
     return path

@@ -11,8 +11,8 @@ They sit at the checker's edge; the core stays numpy.
    backward op goes through ``jax.vjp`` (its own ``bwd`` rule), anything else is called on ``jax.Array``s;
 3. a plain function whose code refers to exactly one of the modules torch / jax / numpy: that one;
 4. otherwise it is tried on numpy arrays at its first call; if that raises, on torch tensors, then on
-   JAX arrays; the first that works is kept for every later call (if none works the numpy error is
-   what the checker reports).
+   JAX arrays (each only if the process has imported that framework); the first that works is kept for
+   every later call (if none works the numpy error is what the checker reports).
 
 ``framework="numpy" | "torch" | "jax"`` skips the guessing.  Nothing is converted silently: the user's
 code gets arrays of exactly the dtype being checked (bfloat16 natively) and its outputs come back in the
@@ -23,6 +23,7 @@ Public names are in ``__all__``; everything else is internal.
 from __future__ import annotations
 
 import inspect
+import sys
 import types
 from typing import NamedTuple
 
@@ -105,7 +106,9 @@ class _Probe:
             self._choose("numpy")
             return value
         except Exception as first:
-            for framework, ok in (("torch", torch_tensors.available()), ("jax", jax_arrays.available())):
+            # only a framework the process has imported can be what the user's code runs on (importing JAX
+            # here would also start its threads in a process that may fork later)
+            for framework, ok in (("torch", "torch" in sys.modules), ("jax", "jax" in sys.modules)):
                 if not ok:
                     continue
                 try:
