@@ -39,22 +39,44 @@ class SweepPoint:
 
 
 def sample_inputs(op: str, magnitude: float, seed: int = 0, *, eps: float = 1e-5, variance: float = 1.0):
-    """Input tuple of ``op`` at ``magnitude`` (see module doc), float64, reproducible from ``seed``."""
+    """Input tuple of ``op`` at ``magnitude``, float64, reproducible from ``seed``, drawn by each input's
+    role: logits M·N(0, 1), activations M + √variance·N(0, 1) (M is then the mean/std ratio), label rows
+    normalized, class ids uniform, upstream gradients and weights N(0, 1), ε = ``eps``.  Shapes: the
+    op's ``domain["sweep_sizes"]``, else 4 along the independent axis and 8 (16 for activations) along
+    each other axis."""
     the_op = get_op(op)
     rng = np.random.default_rng(seed)
-    if the_op.family == "batchnorm":
-        x = magnitude + np.sqrt(variance) * rng.standard_normal((16, 4))
-        gamma, second = rng.standard_normal(4), rng.standard_normal(4)
-        dy = rng.standard_normal((16, 4))
-        return (x, gamma, second, eps) if op == "batchnorm" else (x, gamma, dy, eps)
-    z = magnitude * rng.standard_normal((4, 8))
-    names = [i.name for i in the_op.inputs]
-    if names == ["z"]:
-        return (z,)
-    if names == ["z", "dy"]:
-        return (z, rng.standard_normal((4, 8)))
-    y = rng.random((4, 8))
-    return (z, y / y.sum(axis=1, keepdims=True))
+    first = next((i for i in the_op.inputs if i.axes and not i.integer), None)
+    other = 16 if first is not None and first.role == "activations" else 8
+    sizes = dict(the_op.domain.get("sweep_sizes", {}))
+    for axis in the_op.reference.axis_order:
+        sizes.setdefault(axis, 4 if axis == the_op.independent_axis else other)
+    args = []
+    for inp in the_op.inputs:
+        shape = tuple(sizes[a] for a in inp.axes)
+        role = inp.role or "logits"
+        if role == "logits":
+            args.append(magnitude * rng.standard_normal(shape))
+        elif role == "activations":
+            args.append(magnitude + np.sqrt(variance) * rng.standard_normal(shape))
+        elif role == "labels":
+            y = rng.random(shape)
+            args.append(y / y.sum(axis=-1, keepdims=True))
+        elif role == "onehot":
+            args.append(np.eye(shape[-1])[rng.integers(0, shape[-1], size=shape[:-1])])
+        elif role == "index":
+            args.append(rng.integers(0, sizes[inp.classes], size=shape))
+        elif role == "positive":
+            args.append(0.5 + rng.random(shape) if shape else 1.0)
+        elif role == "eps":
+            args.append(eps)
+        elif role == "temperature":
+            args.append(1.0)
+        elif role == "fraction":
+            args.append(0.1)
+        else:                               # upstream gradients, weights
+            args.append(rng.standard_normal(shape) if shape else 1.0)
+    return tuple(args)
 
 
 UNREPRESENTABLE = {"median_ulps": math.nan, "max_ulps": math.nan, "max_bits": math.nan, "max_rel": math.nan,
