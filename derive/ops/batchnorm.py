@@ -332,7 +332,7 @@ def batchnorm_running_stats(correction=1, layout="nd") -> Op:
                      derivation=(DerivationStep("update", r"\hat\mu \leftarrow (1-m)\hat\mu + m\mu_B, \qquad "
                                                 r"\hat r \leftarrow (1-m)\hat r + m\,\frac{1}{N-c}\sum_i (x_i-\mu_B)^2"),),
                      generic=(RUNNING_CLAIM,), independent_axis=lay.feature,
-                     proof_lengths=tuple({"n": n, "d": 1} for n in (2, 3, 4)) if layout == "nd" else _LENGTHS_NCHW[:2],
+                     proof_lengths=tuple({"n": n, "d": 1} for n in (2, 3, 4)) if layout == "nd" else _LENGTHS_NCHW[:3],
                      domain=_domain(layout, correction),
                      params={"correction": correction, "layout": layout}, param_specs=RUNNING_PARAMS)
 
@@ -355,6 +355,7 @@ def batchnorm_eval(layout="nd") -> Op:
                      formulations={"direct": ("y = γ (x − μ̂)/√(r + ε) + β", steps),
                                    "folded": ("y = x · γ/√(r + ε) + (β − μ̂ γ/√(r + ε)), the form fused into a conv", folded)},
                      summary="eval-mode batch norm from the running statistics", independent_axis=lay.feature,
-                     proof_lengths=({"n": 2, "d": 1}, {"n": 2, "d": 2}) if layout == "nd" else _LENGTHS_NCHW[:2],
+                     proof_lengths=({"n": 2, "d": 1}, {"n": 3, "d": 1}, {"n": 2, "d": 2}) if layout == "nd"
+                     else _LENGTHS_NCHW[:3],
                      domain=_DOMAIN if layout == "nd" else _DOMAIN_NCHW,
                      params={"layout": layout}, param_specs=(PARAMS[1],))
