@@ -7,8 +7,10 @@ import numpy as np
 
 
 def compact(x, gamma, dy, eps):
-    """Correct: two-pass variance, the compact formula."""
+    """Correct: two-pass variance, the compact formula (ε in the working dtype: a Python float would
+    promote bfloat16 to float32)."""
     n = x.shape[0]
+    eps = x.dtype.type(eps)
     mu = x.mean(axis=0)
     xc = x - mu
     rstd = 1 / np.sqrt((xc * xc).mean(axis=0) + eps)
@@ -20,15 +22,17 @@ def compact(x, gamma, dy, eps):
 
 
 def staged(x, gamma, dy, eps):
-    """Correct: the original paper's chain dx̂ → dvar → dμ → dx."""
+    """Correct: the original paper's chain dx̂ → dvar → dμ → dx (overflows float16 where σ³ does:
+    small variances with ε = 1e-5)."""
     n = x.shape[0]
+    eps, half = x.dtype.type(eps), x.dtype.type(0.5)
     mu = x.mean(axis=0)
     xc = x - mu
     var = (xc * xc).mean(axis=0)
     std = np.sqrt(var + eps)
     xhat = xc / std
     dxhat = dy * gamma
-    dvar = (dxhat * xc).sum(axis=0) * -0.5 / (std * std * std)
+    dvar = (dxhat * xc).sum(axis=0) * -half / (std * std * std)
     dmu = (-dxhat / std).sum(axis=0) + dvar * (-2 * xc).mean(axis=0)
     dx = dxhat / std + dvar * 2 * xc / n + dmu / n
     return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)

@@ -9,6 +9,7 @@ overflow / 0/0 with the input magnitude where it starts.
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -158,7 +159,14 @@ def diagnose(finding: Finding, op, dtype, judge, measures: dict) -> str:
                 f"{w.tolerance:.3g} ({bound}, the closer of the two) that rounding in {dtype.name} can explain at this "
                 f"input (κ = {w.kappa:.3g})")
     if finding.kind in ("raised", "output", "shape") and finding.severity == "error":
-        return _convention(op, finding, lambda other: _passes(judge, other, dtype))
+        named = _convention(op, finding, lambda other: _passes(judge, other, dtype))
+        if named or finding.kind != "raised":
+            return named
+        if dtype.name == "bfloat16" and ("data type" in finding.message or "dtype" in finding.message):
+            return ("nothing was measured: a numpy routine in your function does not support bfloat16 (ml_dtypes "
+                    "arrays; e.g. np.einsum, np.linalg) — write it with elementwise operations and sums, or check "
+                    "it in float32")
+        return ""
     if finding.kind == "nonfinite" and w is not None:
         counts = f"{finding.inf} inf and {finding.nan} nan element(s) in this counterexample's outputs"
         stable = _stable_finite(op, w.inputs, dtype)
@@ -173,7 +181,7 @@ def diagnose(finding: Finding, op, dtype, judge, measures: dict) -> str:
             if combined == 1:
                 return (f"non-finite output ({counts}) on a batch of one element per slice (variance 0), where "
                         "gradaudit's stable formulation is finite: a division by N − 1, or by √var without ε?")
-            shifted = _shifted(op, w.inputs)
+            shifted = _shifted(op, w.inputs) if math.isfinite(value) else None     # a constant slice: no cancellation
             if shifted is not None and not any(f.kind == "nonfinite" for f in judge(shifted)):
                 return (f"non-finite output ({counts}) at {what} = {value:.3g}, none once every slice is shifted to "
                         "start at 0: the variance came out ≤ 0 — catastrophic cancellation (e.g. var = E[x²] − E[x]²)")
