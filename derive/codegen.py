@@ -26,6 +26,7 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import MpmathPrinter
 
 from .program import Delta, Elementwise, Formulation, OneHot, Reduce, Relabel, value_symbol
@@ -40,7 +41,7 @@ class _DtypePreservingPrinter(NumPyPrinter):
     def _print_Pow(self, expr, rational=False):
         if expr.exp.is_Integer and expr.exp.is_negative:
             inverse = expr.base if expr.exp == -1 else sp.Pow(expr.base, -expr.exp, evaluate=False)
-            return "1/" + self.parenthesize(inverse, 0)
+            return "1/" + self.parenthesize(inverse, PRECEDENCE["Pow"])
         return super()._print_Pow(expr, rational=rational)
 
 

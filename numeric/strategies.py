@@ -56,9 +56,26 @@ def _unit_elements():
     return st.just(0.0) | st.floats(_TINY, 1) | st.floats(-1, -_TINY)
 
 
+#: Arrays up to this many elements are drawn element by element (so Hypothesis shrinks each value);
+#: larger ones from a drawn seed, which costs one draw instead of one per element.
+ELEMENTWISE_LIMIT = 64
+
+
 def _unit(shape):
-    """Values in [−1, 1] (see :func:`_unit_elements`)."""
-    return hnp.arrays(np.float64, shape, elements=_unit_elements())
+    """Values in [−1, 1] (see :func:`_unit_elements`): element by element for small arrays, from a seeded
+    generator (uniform, with some exact zeros and ±1) for large ones."""
+    shape = tuple(shape)
+    if int(np.prod(shape)) <= ELEMENTWISE_LIMIT:
+        return hnp.arrays(np.float64, shape, elements=_unit_elements())
+
+    def from_seed(seed):
+        rng = np.random.default_rng(seed)
+        u = rng.uniform(-1, 1, shape)
+        special = rng.random(shape)
+        u = np.where(special < 0.05, 0.0, np.where(special > 0.97, np.sign(u), u))
+        return np.where((u != 0) & (np.abs(u) < _TINY), _TINY, u)
+
+    return st.integers(0, 2 ** 32 - 1).map(from_seed)
 
 
 def _to_dtype(values: np.ndarray, dt: np.dtype) -> np.ndarray:
