@@ -7,8 +7,8 @@ from ..op import DerivationStep, GenericClaim, Invariant, Op
 from ..program import Delta, Elementwise, Formulation, Input, Reduce, Relabel, value_symbol as v
 from ..symbolic import run_symbolic
 
-Z = Input("z", ("b", "k"), "logits, one row per sample")
-DY = Input("dy", ("b", "k"), "upstream gradient ∂L/∂s")
+Z = Input("z", ("b", "k"), "logits, one row per sample", role="logits")
+DY = Input("dy", ("b", "k"), "upstream gradient ∂L/∂s", role="upstream")
 S_OUT = Input("s", ("b", "k"), "probabilities")
 J_OUT = Input("J", ("b", "i", "j"), "J[b,i,j] = ∂s_i/∂z_j")
 DZ_OUT = Input("dz", ("b", "k"), "∂L/∂z")
@@ -209,3 +209,52 @@ SOFTMAX_BACKWARD = Op(
                                       sum_residual("dz", ("k",), 0), ("r",), ("b", "k")),
                           floor="dy"),),
 )
+
+
+# ---------------------------------------------------------------- known mistakes (each proved to differ)
+
+def _with_mistakes(op: Op, entries) -> Op:
+    from dataclasses import replace
+
+    from ..define import mistake
+    return replace(op, mistakes=tuple(mistake(name, message, steps, op=op) for name, message, steps in entries))
+
+
+_WRONG_AXIS = (
+    Reduce("m", "max", "z", ("b",), "maximum over the batch (the wrong axis): not one shift per row"),
+    Elementwise("e", sp.exp(v("z") - v("m"))),
+    Reduce("S", "sum", "e", ("k",)),
+    Elementwise("s", v("e") / v("S")),
+)
+_WRONG_SUM_AXIS = (
+    Reduce("m", "max", "z", ("k",)),
+    Elementwise("e", sp.exp(v("z") - v("m"))),
+    Reduce("S", "sum", "e", ("b",), "normalised over the batch (the wrong axis)"),
+    Elementwise("s", v("e") / v("S")),
+)
+SOFTMAX = _with_mistakes(SOFTMAX, (
+    ("max_over_wrong_axis", "your softmax subtracts a maximum taken over the wrong axis (per column, not per row): "
+     "the shift must be one constant per row", _WRONG_AXIS),
+    ("sum_over_wrong_axis", "your softmax normalises over the wrong axis: each row must sum to 1", _WRONG_SUM_AXIS),
+))
+SOFTMAX_JACOBIAN = _with_mistakes(SOFTMAX_JACOBIAN, (
+    ("diagonal_only", "your Jacobian keeps only the diagonal s_i(1 − s_i): the off-diagonal entries −s_i s_j are "
+     "missing (J = diag(s) − s sᵀ)", SOFTMAX_STEPS["shifted"] + (
+        Relabel("s_i", "s", (("k", "i"),)), Relabel("s_j", "s", (("k", "j"),)), Delta("delta", ("i", "j")),
+        Elementwise("J", v("delta") * v("s_i") * (1 - v("s_i")) + 0 * v("s_j")))),
+    ("missing_delta", "your Jacobian is −s_i s_j everywhere: the Kronecker delta term diag(s) is missing",
+     SOFTMAX_STEPS["shifted"] + (Relabel("s_i", "s", (("k", "i"),)), Relabel("s_j", "s", (("k", "j"),)),
+                                Elementwise("J", -v("s_i") * v("s_j")))),
+))
+SOFTMAX_BACKWARD = _with_mistakes(SOFTMAX_BACKWARD, (
+    ("missing_projection", "your dz is s ⊙ dy: the term −s·⟨s, dy⟩ (the off-diagonal part of the Jacobian) is missing",
+     SOFTMAX_STEPS["shifted"] + (Elementwise("dz", v("s") * v("dy")),)),
+    ("diagonal_jacobian", "your dz is dy ⊙ s(1 − s): you used only the diagonal of the softmax Jacobian",
+     SOFTMAX_STEPS["shifted"] + (Elementwise("dz", v("dy") * v("s") * (1 - v("s"))),)),
+    ("sign_flip", "the sign of dz is flipped", SOFTMAX_STEPS["shifted"] + (
+        Elementwise("p", v("dy") * v("s")), Reduce("c", "sum", "p", ("k",)),
+        Elementwise("dz", -v("s") * (v("dy") - v("c"))))),
+    ("divided_by_classes", "your dz is divided by the number of classes K", SOFTMAX_STEPS["shifted"] + (
+        Elementwise("p", v("dy") * v("s")), Reduce("c", "sum", "p", ("k",)),
+        Elementwise("dz", v("s") * (v("dy") - v("c")) / v("K")))),
+))

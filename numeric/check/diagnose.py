@@ -145,7 +145,10 @@ def diagnose(finding: Finding, op, dtype, judge, measures: dict) -> str:
             return _passes(judge, other, dtype)
         for name_it in (lambda: _convention(op, finding, passes), lambda: _mistake(op, w),
                         lambda: _constant_factor(op, w)):
-            text = name_it()
+            try:
+                text = name_it()
+            except Exception:          # noqa: BLE001 — a diagnosis that cannot be computed is no diagnosis
+                text = ""
             if text:
                 return text
         shifted = _shifted(op, w.inputs)
