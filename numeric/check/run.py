@@ -90,6 +90,10 @@ def _search(judge: _Judge, strategy, examples: int, seed: int, targets: set, res
         run()
     except _Failed:
         return state["last"]
+    except Exception:          # noqa: BLE001 — e.g. Flaky: the excess bar rose after an example was recorded
+        if state["last"] is not None:
+            return state["last"]
+        raise
     return None
 
 
