@@ -153,20 +153,6 @@ DERIVATION = (
 )
 
 
-DERIVATION = (
-    DerivationStep("forward definition",
-                   r"\mu = \frac1N \sum_k x_k,\quad \sigma^2 = \frac1N \sum_k (x_k-\mu)^2,\quad \hat x_k = \frac{x_k-\mu}{\sqrt{\sigma^2+\epsilon}},\quad y_k = \gamma \hat x_k + \beta"),
-    DerivationStep("affine parameters",
-                   r"\frac{\partial L}{\partial \beta} = \sum_k dy_k, \qquad \frac{\partial L}{\partial \gamma} = \sum_k dy_k \hat x_k, \qquad \frac{\partial L}{\partial \hat x_k} = \gamma\, dy_k"),
-    DerivationStep("variance",
-                   r"\frac{\partial L}{\partial \sigma^2} = -\frac12 \sum_k \frac{\partial L}{\partial \hat x_k} (x_k-\mu) (\sigma^2+\epsilon)^{-3/2}"),
-    DerivationStep("mean",
-                   r"\frac{\partial L}{\partial \mu} = -\sum_k \frac{\partial L}{\partial \hat x_k} \frac{1}{\sqrt{\sigma^2+\epsilon}} + \frac{\partial L}{\partial \sigma^2} \frac{1}{N}\sum_k -2(x_k-\mu)"),
-    DerivationStep("chain to the input",
-                   r"\frac{\partial L}{\partial x_i} = \frac{\partial L}{\partial \hat x_i}\frac{1}{\sqrt{\sigma^2+\epsilon}} + \frac{\partial L}{\partial \sigma^2}\frac{2(x_i-\mu)}{N} + \frac{\partial L}{\partial \mu}\frac1N"),
-    DerivationStep("compact form (Σ(x − μ) = 0 removes the last term of ∂L/∂μ)",
-                   r"\frac{\partial L}{\partial x_i} = \frac{\gamma}{N\sqrt{\sigma^2+\epsilon}}\Big(N\,dy_i - \sum_k dy_k - \hat x_i \sum_k dy_k \hat x_k\Big)"),
-)
 CORRECTED_STEP = DerivationStep(
     "Bessel-corrected variance σ² = Σ(x − μ)²/(N − 1): ∂σ²/∂x_i = 2(x_i − μ)/(N − 1), so the x̂ term gains N/(N − 1)",
     r"\frac{\partial L}{\partial x_i} = \frac{\gamma}{N\sqrt{\sigma^2+\epsilon}}\Big(N\,dy_i - \sum_k dy_k - \frac{N}{N-1}\hat x_i \sum_k dy_k \hat x_k\Big)")
