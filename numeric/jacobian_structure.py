@@ -57,6 +57,7 @@ def _compiled(form: Formulation):
                 if d != 0:
                     derivatives[n] = sp.lambdify(args, d, modules="numpy", cse=True)
             out[step.name] = (names, primal, derivatives)
+    out[None] = form.axes()                 # axis labels of every value (validating the program costs SymPy work)
     _COMPILED[id(form)] = (form, out)
     return out
 
@@ -179,7 +180,7 @@ def structured_sensitivities(form: Formulation, arrays, wrt: str, independent: s
         elif isinstance(step, Delta):
             i, j = step.axes
             env[step.name] = full(np.eye(lengths[i]), (i, j))
-    axes_of = form.axes()
+    axes_of = compiled[None]
     values, totals = [], []
     for name in form.outputs:
         shape = tuple(lengths[a] for a in axes_of[name])
