@@ -26,12 +26,17 @@ from derive.magnitude import magnitude_formulation
 from ..arguments import check_arguments
 from ..condition import rounding_bounds, sensitivities
 from ..dtypes import finfo
-from ..evaluate import as_tuple
+from ..evaluate import as_tuple, kernel
 from ..metrics import ulp_at
 from ..reference import reference
 from .result import Finding, WorstCase
 
-__all__ = ["judge_example", "reduced_length", "scale_measure", "Truth", "truth"]
+__all__ = ["judge_example", "reduced_length", "scale_measure", "Truth", "truth", "ACHIEVED_FACTOR"]
+
+#: The ball-arithmetic rounding radius R is capped at this multiple of the error gradaudit's own stable
+#: formulation makes at the same input in the same dtype (interval arithmetic's dependency problem can
+#: make R larger than the values themselves in bfloat16, which would let wrong code pass).
+ACHIEVED_FACTOR = 16.0
 
 
 class Truth:
@@ -47,7 +52,9 @@ class Truth:
         c = 4 + reduced_length(op, rounded)
         self.sens = sens
         self.componentwise = []
-        for ref, s, r in zip(self.refs, sens, radii):
+        achieved = self._achieved(op, rounded)
+        for ref, s, r, e in zip(self.refs, sens, radii, achieved):
+            r = np.minimum(r, ACHIEVED_FACTOR * e)   # interval radii overestimate; a stable run bounds them
             ulp = (np.vectorize(lambda v: ulp_at(v, dtype), otypes=[np.float64])(ref) if np.ndim(ref)
                    else np.float64(ulp_at(ref[()] if isinstance(ref, np.ndarray) else ref, dtype)))
             self.componentwise.append(c * (u * np.asarray(s, dtype=np.float64) + r + ulp))
@@ -55,6 +62,35 @@ class Truth:
                                                else a for a in rounded])
         self.normwise = tuple(c * u * _slice_max(np.abs(np.asarray(m, dtype=np.float64)), o.axes, op.independent_axis)
                               for m, o in zip(mags, op.outputs))
+
+
+    def _achieved(self, op, rounded) -> tuple:
+        """Per element, the larger error gradaudit's stable formulation makes in this dtype at this input and
+        at the input with every data element moved by one unit in the last place (inf where it overflows):
+        what a backward-stable algorithm can be off by here.  The one-ulp move keeps a lucky exact rounding
+        (x − μ of a constant column computed exactly) from setting the bar below what another correct
+        algorithm makes of the same input."""
+        run = kernel(op.name, op.stable_formulation.name).run
+        moved = [_one_ulp_apart(a) if i.role in ("logits", "activations", "upstream", "weight", "") and a.ndim else a
+                 for i, a in zip(op.inputs, rounded)]
+        errors = [np.zeros(np.shape(r)) for r in self.ref64]
+        for args in (rounded, moved):
+            for k, (got, ref) in enumerate(zip(as_tuple(run(*args)), self.ref64)):
+                g = np.asarray(got).astype(np.float64)
+                errors[k] = np.maximum(errors[k], np.where(np.isfinite(g), np.abs(g - ref), np.inf))
+        return tuple(errors)
+
+
+def _one_ulp_apart(a: np.ndarray) -> np.ndarray:
+    """``a`` with each finite non-zero element moved to a neighbouring float of its dtype, alternately up
+    and down in magnitude (by its bit pattern: works for bfloat16 too)."""
+    bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize]
+    raw = np.ascontiguousarray(a).view(bits).copy()
+    step = np.where(np.arange(raw.size).reshape(raw.shape) % 2 == 0, 1, -1).astype(np.int64)
+    ok = np.isfinite(a.astype(np.float64)) & (a.astype(np.float64) != 0)
+    moved = (raw.astype(np.int64) + np.where(ok, step, 0)).astype(bits)
+    out = moved.view(a.dtype)
+    return np.where(np.isfinite(out.astype(np.float64)), out, a)
 
 
 def truth(op, rounded, dtype) -> Truth:
