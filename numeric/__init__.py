@@ -3,6 +3,7 @@ checking of hand-written gradients, reports and the CLI.
 
 Public names are in ``__all__``; everything else is internal.
 """
+from .adapters import check_autograd_function, check_layer
 from .check import CheckResult, assert_gradient, check_gradient
 from .compare import Comparison, compare
 from .condition import condition_numbers
@@ -14,4 +15,5 @@ from .reference import reference
 from .thresholds import find_thresholds
 
 __all__ = ["evaluate", "reference", "compare", "Comparison", "condition_numbers", "error_metrics",
-           "find_thresholds", "check_gradient", "assert_gradient", "CheckResult", "check_invariants", "DTYPES"]
+           "find_thresholds", "check_gradient", "assert_gradient", "CheckResult", "check_invariants", "DTYPES",
+           "check_autograd_function", "check_layer"]

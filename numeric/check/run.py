@@ -197,5 +197,5 @@ def assert_gradient(fn, op, *, strict: bool = False, **kw) -> CheckResult:
         if f.diagnosis:
             lines.append(f"    diagnosis: {f.diagnosis}")
     error = AssertionError("\n".join(lines))
-    error.gradaudit_result = result
+    error.result = result                  # the pytest plugin shows result.to_markdown() in the report
     raise error
