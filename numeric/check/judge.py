@@ -36,7 +36,7 @@ __all__ = ["judge_example", "reduced_length", "scale_measure", "Truth", "truth",
 #: The ball-arithmetic rounding radius R is capped at this multiple of the error gradaudit's own stable
 #: formulation makes at the same input in the same dtype (interval arithmetic's dependency problem can
 #: make R larger than the values themselves in bfloat16, which would let wrong code pass).
-ACHIEVED_FACTOR = 16.0
+ACHIEVED_FACTOR = 32.0
 
 
 class Truth:
