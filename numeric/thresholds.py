@@ -17,7 +17,7 @@ import numpy as np
 from .dtypes import DTYPES, finfo, resolve_dtype
 from .evaluate import as_tuple, evaluate
 
-__all__ = ["Threshold", "grid_bisect", "find_thresholds", "precision_bits"]
+__all__ = ["Threshold", "grid_bisect", "find_thresholds", "precision_bits", "op_thresholds", "probe_inputs"]
 
 
 def precision_bits(dtype) -> int:
@@ -184,3 +184,106 @@ def _thresholds_for(name, eps_values) -> list[Threshold]:
                                  slack_ulps=16))
     return out
 
+
+
+# ---------------------------------------------------------------- any op: where a formulation overflows
+
+#: Analytic values an op may name in ``op.domain["thresholds"]`` ({formulation: key}), as magnitudes m of
+#: the probe input.  A fixed table: a hint is looked up, never evaluated.
+ANALYTIC = {
+    "ln(max)": lambda info, p: math.log(float(info.max)),
+    "sqrt(max)": lambda info, p: math.sqrt(float(info.max)),
+    "2^((p-1)/2)": lambda info, p: 2.0 ** ((p - 1) / 2),
+}
+
+
+def probe_inputs(op, m: float, sign: float = 1.0) -> tuple:
+    """One-row inputs of ``op`` (float64) where only the first array input depends on the magnitude ``m``.
+
+    The independent axis has length 1, every other axis length 2.  First array input by role: logits
+    ``[[sign·m, 0]]`` (first element sign·m, the rest 0); activations ``m − 1, m + 1`` alternating (mean m,
+    std 1, mean/std ratio m); any other role ``[[sign·m, 0]]`` as for logits.  Other inputs: label rows
+    one-hot on the last class, class ids 0, ε = 0, temperature 1, momentum 0.1, positive values and
+    weights and upstream gradients 1.
+    """
+    from derive import get_op
+
+    op = get_op(op)
+    sizes = {a: 1 if a == op.independent_axis else 2 for a in op.reference.axis_order}
+    first = next((i for i in op.inputs if i.axes and not i.integer), None)
+    args = []
+    for inp in op.inputs:
+        shape = tuple(sizes.get(a, 2) for a in inp.axes)
+        role = inp.role or "logits"
+        if inp is first:
+            a = np.zeros(shape)
+            if role == "activations":
+                a.flat[:] = [m - 1.0 if i % 2 == 0 else m + 1.0 for i in range(a.size)]
+            else:
+                a.flat[0] = sign * m
+            args.append(a)
+        elif role in ("labels", "onehot"):
+            a = np.zeros(shape)
+            a[..., -1] = 1.0
+            args.append(a)
+        elif role == "index":
+            args.append(np.zeros(shape, dtype=np.int64))
+        elif role == "eps":
+            args.append(0.0)
+        elif role == "fraction":
+            args.append(0.1)
+        else:
+            args.append(np.ones(shape) if shape else 1.0)
+    return tuple(args)
+
+
+def _reference_finite(op, args, dtype) -> bool:
+    """The certified value at ``args`` (rounded to ``dtype`` first) is finite once rounded to ``dtype``."""
+    from .reference import ReferenceNotCertified, reference_float64
+
+    dt = resolve_dtype(dtype)
+    rounded = tuple(np.asarray(a, dtype=dt).astype(np.float64) if np.asarray(a).dtype.kind == "f" else a
+                    for a in args)
+    with np.errstate(all="ignore"):
+        try:
+            out = reference_float64(op, *rounded)
+        except (ReferenceNotCertified, ZeroDivisionError):        # undefined there (e.g. 0/0): no threshold
+            return False
+        return all(np.all(np.isfinite(np.asarray(o, dtype=np.float64).astype(dt))) for o in as_tuple(out))
+
+
+def op_thresholds(op, dtypes=tuple(DTYPES)) -> list[Threshold]:
+    """For each formulation of ``op`` and dtype: the first magnitude m of :func:`probe_inputs` (on the dtype's
+    grid, positive and negative sign for non-activation inputs) where the formulation returns inf/nan while the
+    certified reference is finite.  Formulations that never break on the scanned range give no threshold.
+    The analytic value is the one ``op.domain["thresholds"]`` names (keys of :data:`ANALYTIC`), else NaN."""
+    from derive import get_op
+
+    op = get_op(op)
+    first = next((i for i in op.inputs if i.axes and not i.integer), None)
+    if first is None:
+        return []
+    activations = first.role == "activations"
+    hints = dict(op.domain.get("thresholds", {}) or {})
+    out = []
+    with np.errstate(all="ignore"):
+        for name in dtypes:
+            dt = resolve_dtype(name)
+            info, p = finfo(dt), precision_bits(dt)
+            big = float(info.max)
+            hi = min(math.sqrt(big) / 2, 1e12) if activations else min(big, 1e6)
+            for form in op.formulations:
+                for sign in ((1.0,) if activations else (1.0, -1.0)):
+                    def predicate(m, form=form, sign=sign):
+                        return _nonfinite(evaluate(op.name, *probe_inputs(op, m, sign), dtype=dt, formulation=form))
+                    found = first_failure(predicate, 1.0, hi, dt)
+                    if found is None or not _reference_finite(op.name, probe_inputs(op, found[1], sign), dt):
+                        continue
+                    key = hints.get(form)
+                    analytic = ANALYTIC[key](info, p) if key in ANALYTIC else math.nan
+                    probe = ("mean/std ratio m of x = m ∓ 1" if activations else
+                             f"m in {first.name} = [[{'−' if sign < 0 else ''}m, 0]]")
+                    out.append(Threshold(f"{op.name} `{form}`: first {probe} with inf/nan output "
+                                         "(certified value finite)", dt.name, found, analytic,
+                                         key if key in ANALYTIC else "—", "magnitude"))
+    return out
