@@ -196,7 +196,7 @@ def _cmd_report(args) -> int:
     for name in args.ops or list(FAMILIES):
         family = name if name in FAMILIES else next((f for f, ops in FAMILIES.items() if name in ops), None)
         if family is None:
-            raise UsageError(f"report OP must be one of {', '.join(list(FAMILIES) + list(OPS))}; got {name!r}")
+            raise UsageError(f"report OP must be one of {', '.join(dict.fromkeys([*FAMILIES, *OPS]))}; got {name!r}")
         if family not in families:
             families.append(family)
     dtypes = tuple(dict.fromkeys(d.strip() for d in args.dtypes.split(",") if d.strip()))   # each once

@@ -706,9 +706,8 @@ def _running_stats_table(family: str) -> list[str]:
     agree = all(abs(d - pred) <= 1e-12 * abs(pred) for _, _, _, _, d, pred, _ in rows)
     decreasing = all(a[6] > b[6] > 1 for a, b in zip(rows, rows[1:]))
     lines += ["", f"**Measured.** The certified difference {'equals' if agree else 'does NOT equal'} "
-                  "m·σ_B²/(N − 1) at every N measured (to 1e-12 relative): the unbiased update feeds the running "
-                  "variance a batch term " + ", ".join(f"{r[6]:.4g}× at N = {r[0]}" for r in rows)
-                  + " the biased one" + (", so a model normalised in training with the biased variance is evaluated "
+                  "m·σ_B²/(N − 1) at every N measured (to 1e-12 relative); the unbiased update's batch term divided by "
+                  "the biased one is " + ", ".join(f"{r[6]:.4g} at N = {r[0]}" for r in rows) + (", so a model normalised in training with the biased variance is evaluated "
                                            "with a larger one, the more so the smaller N" if decreasing else "") + ".", ""]
     return lines
 
