@@ -56,7 +56,8 @@ def test_a_correct_backward_with_an_exact_zero_term_passes_by_the_normwise_bound
         dmu = (-dxhat / std).sum(axis=0) + dvar * (-2 * xc).mean(axis=0)
         return dxhat / std + dvar * 2 * xc / n + dmu / n, (dy * xhat).sum(axis=0), dy.sum(axis=0)
     for dtype in ("float64", "float32"):
-        assert check_gradient(staged, "batchnorm_backward", dtype=dtype, examples=100).ok
+        result = check_gradient(staged, "batchnorm_backward", dtype=dtype, examples=100)
+        assert result.ok, result.to_markdown()
 
 
 def test_warnings_do_not_fail_but_errors_do():
