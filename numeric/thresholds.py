@@ -281,9 +281,9 @@ def op_thresholds(op, dtypes=tuple(DTYPES)) -> list[Threshold]:
                         continue
                     key = hints.get(form)
                     analytic = ANALYTIC[key](info, p) if key in ANALYTIC else math.nan
-                    probe = ("mean/std ratio m of x = m ∓ 1" if activations else
-                             f"m in {first.name} = [[{'−' if sign < 0 else ''}m, 0]]")
-                    out.append(Threshold(f"{op.name} `{form}`: first {probe} with inf/nan output "
+                    probe = (f"{first.name} = m ∓ 1" if activations else
+                             f"{first.name} = [[{'−' if sign < 0 else ''}m, 0]]")
+                    out.append(Threshold(f"{op.name} `{form}`: first m with inf/nan output at {probe} "
                                          "(certified value finite)", dt.name, found, analytic,
                                          key if key in ANALYTIC else "—", "magnitude"))
     return out
