@@ -490,10 +490,16 @@ def write_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=N
     from pathlib import Path
     from derive.atomic import write_text
     jax_child = cases is None and jax_arrays.available()
+    default_run = cases is None
     if cases is None:
         cases = torch_cases() if torch_tensors.available() else []
     if not cases and not jax_child:
         return None
+    path = Path(out) / "frameworks.md"
+    cached = _cached_text(cases, jax_child, dtypes, seed, magnitudes) if default_run else None
+    if cached is not None and cached[1] is not None:
+        write_text(path, cached[1])
+        return path
     frameworks = sorted({c.framework for c in cases})
     device = "cpu"
     threads = None
@@ -516,6 +522,30 @@ def write_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=N
         jcases = jax_cases()
         results += [(jcases[i], d, m, row) for i, d, m, row in rows]
         environment.update(jax_env)
-    path = Path(out) / "frameworks.md"
-    write_text(path, frameworks_markdown(results, environment) + "\n")
+    text = frameworks_markdown(results, environment) + "\n"
+    if cached is not None:
+        derive.cache.store(cached[0], "frameworks report", cached[2], text.encode("utf-8"))
+    write_text(path, text)
     return path
+
+
+def _cached_text(cases, jax_child, dtypes, seed, magnitudes):
+    """(cache path, cached report text or None, cache inputs) of a default run (:mod:`derive.cache`), keyed by
+    the framework versions (read from package metadata: JAX is not imported here), the torch device, the
+    source digest of ``derive``/``numeric``, the dtypes, the seed and the magnitudes."""
+    from importlib import metadata
+
+    from .report import source_digest
+
+    versions = {}
+    for name in sorted({c.framework for c in cases} | ({"jax"} if jax_child else set())):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "?"
+    device = torch_tensors.default_device() if any(c.framework == "torch" for c in cases) else "cpu"
+    inputs = repr((source_digest(), versions, str(device), tuple(dtypes), seed, magnitudes))
+    path = derive.cache.cache_dir() / "frameworks" / f"{derive.cache.inputs_digest('frameworks report', inputs)[:32]}.json"
+    payload = derive.cache.load(path, "frameworks report", inputs,
+                                validate=lambda data: data.startswith(b"#") and data.endswith(b"\n"))
+    return path, (payload.decode("utf-8") if payload is not None else None), inputs
