@@ -614,7 +614,7 @@ def _generic_report(family: str, config: ReportConfig) -> tuple[str, list[Thresh
         lines += [*_threshold_table(thresholds), "", *([findings, ""] if findings else [])]
     else:
         lines += ["No formulation returns inf/nan on the probe input over the scanned range "
-                  "(1 to 1e6 for logits, to 1e12 for activations) in any dtype.", ""]
+                  "(m from 1 to min(max, 1e6) for logits, to min(max/4, 1e12) for activations) in any dtype.", ""]
     lines += _conventions_section(family)
     lines += _tutorial_section(family)
     return "\n".join(lines), thresholds

@@ -271,7 +271,7 @@ def op_thresholds(op, dtypes=tuple(DTYPES)) -> list[Threshold]:
             dt = resolve_dtype(name)
             info, p = finfo(dt), precision_bits(dt)
             big = float(info.max)
-            hi = min(math.sqrt(big) / 2, 1e12) if activations else min(big, 1e6)
+            hi = min(big / 4, 1e12) if activations else min(big, 1e6)         # m + 1 stays finite
             for form in op.formulations:
                 for sign in ((1.0,) if activations else (1.0, -1.0)):
                     def predicate(m, form=form, sign=sign):
