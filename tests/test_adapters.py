@@ -91,7 +91,9 @@ if HAS_TORCH:
 def test_autograd_function_verdicts(cls, forward_ok, backward_ok, dtype):
     fn = globals()[cls]
     op = "batchnorm" if cls.startswith("BatchNorm") else "softmax"
-    result = check_autograd_function(fn, op, dtype=dtype, **FAST)
+    # the missing variance term exceeds bfloat16's tolerance only on part of the inputs: a longer search
+    budget = {"examples": 150} if (cls, dtype) == ("BatchNormConstantVariance", "bfloat16") else FAST
+    result = check_autograd_function(fn, op, dtype=dtype, **budget)
     assert (result.forward.ok, result.backward.ok) == (forward_ok, backward_ok), result.to_markdown()
     assert result.backward.op == op + "_backward" and result.backward.dtype == dtype
 
