@@ -114,6 +114,20 @@ def _engine_constant(value: sp.Expr, backend: str, bits: int):
     return flint.arb(mid.mid(), abs(mid.mid()) * flint.arb(2) ** (10 - bits) if man else 0)
 
 
+def full_shape(labels, lengths, position: dict) -> tuple:
+    """The full-rank shape of a value with axes ``labels`` of ``lengths``: one dimension per axis of the
+    program (``position``: axis → dimension), length 1 where the value does not vary."""
+    shape = [1] * len(position)
+    for a, n in zip(labels, lengths):
+        shape[position[a]] = n
+    return tuple(shape)
+
+
+def full_layout(array, labels, position: dict) -> np.ndarray:
+    """``array`` (compact, axes ``labels``) reshaped to its full-rank layout (a view)."""
+    return np.reshape(array, full_shape(labels, np.shape(array), position))
+
+
 class Kernel:
     """A compiled formulation. ``kernel.run(*arrays)`` takes the inputs in their own (compact) shapes,
     already in the working dtype, and returns a tuple of the outputs in their compact shapes;
@@ -153,14 +167,10 @@ class Kernel:
                 self.functions[step.name] = f
 
     def _full_shape(self, labels, lengths):
-        shape = [1] * len(self.position)
-        position = self.position
-        for a, n in zip(labels, lengths):
-            shape[position[a]] = n
-        return tuple(shape)
+        return full_shape(labels, lengths, self.position)
 
     def _full(self, array, labels):
-        return np.reshape(array, self._full_shape(labels, np.shape(array)))
+        return full_layout(array, labels, self.position)
 
     def __call__(self, *arrays):
         outs = self.run(*arrays)

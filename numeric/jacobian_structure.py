@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from derive.codegen import full_layout
 import sympy as sp
 
 from derive.program import Delta, Elementwise, Formulation, Reduce, Relabel, value_symbol
@@ -70,10 +72,7 @@ def structured_sensitivities(form: Formulation, arrays, wrt: str, independent: s
     compiled = _compiled(form)
 
     def full(array, labels):
-        shape = [1] * rank
-        for a, n in zip(labels, np.shape(array)):
-            shape[order[a]] = n
-        return np.reshape(array, shape)
+        return full_layout(array, labels, order)
 
     env, lengths = {}, {}
     x_axes = None

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import mpmath
 import numpy as np
+
+from derive.codegen import full_layout
 import sympy as sp
 
 from derive import get_op
@@ -173,10 +175,7 @@ def ball_evaluate(form: Formulation, *arrays) -> list[tuple[np.ndarray, np.ndarr
     rank = len(order)
 
     def full(array, labels):
-        shape = [1] * rank
-        for a, n in zip(labels, np.shape(array)):
-            shape[order[a]] = n
-        return np.reshape(array, shape)
+        return full_layout(array, labels, order)
 
     env, lengths = {}, {}
     for inp, arr in zip(form.inputs, arrays):
