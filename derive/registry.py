@@ -31,10 +31,18 @@ def register(*ops: Op, replace: bool = False) -> None:
     for op in ops:
         if not isinstance(op, Op):
             raise TypeError(f"register takes Op objects (from derive.define_op); got {type(op).__name__}")
-        if not replace and op.name in OPS and OPS[op.name] is not op:
-            raise ValueError(f"an op named {op.name!r} is already registered")
+        if not replace and op.name in OPS and OPS[op.name] is not op and not _same_definition(OPS[op.name], op):
+            raise ValueError(f"an op named {op.name!r} is already registered (with another definition)")
         OPS[op.name] = op
         _INSTANCES[op.name] = op
+
+
+def _same_definition(a: Op, b: Op) -> bool:
+    """True when two ops define the same thing (a file imported twice: by ``--ops`` and by ``check``)."""
+    def key(op):
+        return (op.family, [(i.name, i.axes, i.role) for i in op.inputs],
+                {k: repr(f.steps) for k, f in op.formulations.items()}, [m.name for m in op.mistakes])
+    return key(a) == key(b)
 
 
 def register_parametric(base: str, builder: Callable[..., Op], params: tuple[Param, ...], *,
