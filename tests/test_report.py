@@ -1,23 +1,37 @@
 import json
+import math
 import re
+from fractions import Fraction
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from numeric.report import FAMILIES, ReportConfig, source_digest, write_reports
+from derive import get_op
+from numeric.report import FAMILIES, ReportConfig, _conventions_section, source_digest, write_reports
+from numeric.thresholds import op_thresholds
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "reports"
+
+
+def _builtin_families() -> list[str]:
+    """The families of a fresh process (other tests may have registered user ops in this one)."""
+    proc = subprocess.run([sys.executable, "-c", "import derive; print(' '.join(derive.families()))"],
+                          capture_output=True, text=True, check=True)
+    return proc.stdout.split()
 
 
 def test_committed_reports_are_from_the_current_source():
     manifest = json.loads((COMMITTED / "manifest.json").read_text())
     assert manifest["source_digest"] == source_digest(), \
         "reports/ is stale: run `gradaudit report` and commit reports/"
-    assert sorted(manifest["families"]) == sorted(FAMILIES)
-    for family in FAMILIES:
+    builtin = _builtin_families()
+    assert {"softmax", "cross_entropy", "batchnorm", "log_softmax", "layer_norm"} <= set(builtin)
+    assert sorted(manifest["families"]) == sorted(builtin)
+    for family in builtin:
         assert (COMMITTED / f"{family}.md").is_file()
 
 
@@ -71,3 +85,91 @@ def test_report_is_quiet_under_ci(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "sweep points" not in proc.stderr
     assert (tmp_path / "softmax.md").is_file() and (tmp_path / "index.md").is_file()
+
+
+# ---------------------------------------------------------------- families without a hand-written report
+
+@pytest.fixture(scope="module")
+def generic_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("generic")
+    write_reports(["log_softmax", "layer_norm"], ReportConfig(out=out, dtypes=("float32",), seed=1))
+    return out
+
+
+@pytest.mark.parametrize("family", ["log_softmax", "layer_norm"])
+def test_generic_family_report_has_derivations_table_figure_and_generated_prose(generic_run, family):
+    text = (generic_run / f"{family}.md").read_text()
+    for op in FAMILIES[family]:
+        assert f"## `{op}`" in text and f"### `{op}`" in text
+        for form in get_op(op).formulations:
+            assert f"| `{form}` | float32 |" in text           # one table row per formulation
+    assert "Proof: proved" in text and "NOT PROVED" not in text
+    figures = re.findall(r"\(figures/([^)]+\.png)\)", text)
+    assert len(figures) == len(FAMILIES[family])
+    for figure in figures:
+        assert (generic_run / "figures" / figure).read_bytes().startswith(b"\x89PNG")
+    assert text.count("**Measured.**") == len(FAMILIES[family])
+    index = (generic_run / "index.md").read_text()
+    assert f"[{family}]({family}.md)" in index
+
+
+def test_generic_thresholds_meet_the_analytic_overflow():
+    """log_softmax's naive formulation overflows at z = [[m, 0]] where exp(m) exceeds float32's max: m = ln(max)."""
+    ln_max = math.log(float(np.finfo(np.float32).max))
+    found = [t for t in op_thresholds("log_softmax", ("float32",)) if "`naive`" in t.name and "[[m, 0]]" in t.name]
+    assert len(found) == 1
+    last_good, first_bad = found[0].found
+    assert last_good < ln_max <= first_bad and first_bad == np.nextafter(np.float32(last_good), np.float32(np.inf))
+    # the stable formulation never breaks on the probe
+    assert not [t for t in op_thresholds("log_softmax", ("float32",)) if "`logsumexp`" in t.name]
+    # bce_with_logits' naive log σ(z) overflows for z < −ln(max): e^{−z} > max
+    bce = [t for t in op_thresholds("bce_with_logits", ("float32",)) if "`naive`" in t.name and "[[−m, 0]]" in t.name]
+    assert len(bce) == 1 and bce[0].found[0] < ln_max <= bce[0].found[1]
+
+
+@pytest.fixture
+def gelu(monkeypatch):
+    """The example's ops registered in a throw-away copy of the registry (no other test sees them)."""
+    from derive import load_ops, registry
+
+    monkeypatch.setattr(registry, "OPS", dict(registry.OPS))
+    monkeypatch.setattr(registry, "_INSTANCES", dict(registry._INSTANCES))
+    assert load_ops(ROOT / "examples" / "custom_op.py") == ["gelu", "gelu_backward"]
+
+
+def test_a_user_family_gets_a_report(gelu, tmp_path):
+    assert FAMILIES["gelu"] == ("gelu", "gelu_backward")             # read from the registry at call time
+    write_reports(["gelu"], ReportConfig(out=tmp_path, dtypes=("float32",), seed=0))
+    text = (tmp_path / "gelu.md").read_text()
+    assert "## `gelu_backward`" in text and "Proof: proved" in text and "**Measured.**" in text
+    assert (tmp_path / "figures" / "gelu_backward_error_vs_magnitude.png").is_file()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["families"] == ["gelu"]
+
+
+def test_conventions_section_lists_proved_instances():
+    text = "\n".join(_conventions_section("cross_entropy"))
+    row = next(line for line in text.splitlines() if line.startswith("| `cross_entropy_backward[labels=index,reduction=mean]`"))
+    assert "| proved |" in row and "`sum_instead_of_mean`" in row
+    assert "`cross_entropy_backward[label_smoothing=0.1]`" in text
+    assert "NOT PROVED" not in text
+
+
+def test_running_statistics_table_matches_an_exact_update():
+    """PyTorch's running variance: (1 − m)·r + m·Σ(x − μ)²/(N − 1); the biased one divides by N."""
+    text = "\n".join(_conventions_section("batchnorm"))
+    assert "`batchnorm_running_stats[correction=0]` | proved" in text
+    assert "`batchnorm_backward[correction=1]` | proved" in text
+    rows = {int(cells[1]): cells for cells in (line.split("|") for line in text.splitlines())
+            if len(cells) == 9 and cells[1].strip().isdigit()}
+    rng = np.random.default_rng(0)
+    for n in (2, 4, 16, 64):
+        x = [Fraction(float(v)) for v in rng.standard_normal((n, 1))[:, 0]]
+        mean = sum(x) / n
+        ss = sum((v - mean) ** 2 for v in x)
+        m = Fraction(0.1)
+        unbiased, biased = (1 - m) + m * ss / (n - 1), (1 - m) + m * ss / n
+        cells = rows[n]
+        assert float(cells[3]) == pytest.approx(float(unbiased), rel=1e-9)
+        assert float(cells[4]) == pytest.approx(float(biased), rel=1e-9)
+        assert float(cells[7]) == pytest.approx(n / (n - 1), rel=1e-4)
