@@ -256,7 +256,8 @@ def op_thresholds(op, dtypes=tuple(DTYPES)) -> list[Threshold]:
     """For each formulation of ``op`` and dtype: the first magnitude m of :func:`probe_inputs` (on the dtype's
     grid, positive and negative sign for non-activation inputs) where the formulation returns inf/nan while the
     certified reference is finite.  Formulations that never break on the scanned range give no threshold.
-    The analytic value is the one ``op.domain["thresholds"]`` names (keys of :data:`ANALYTIC`), else NaN."""
+    The analytic value is the one ``op.domain["thresholds"]`` names (keys of :data:`ANALYTIC`; a formulation
+    name with a trailing "-" names the threshold of the negative side), else NaN."""
     from derive import get_op
 
     op = get_op(op)
@@ -279,7 +280,7 @@ def op_thresholds(op, dtypes=tuple(DTYPES)) -> list[Threshold]:
                     found = first_failure(predicate, 1.0, hi, dt)
                     if found is None or not _reference_finite(op.name, probe_inputs(op, found[1], sign), dt):
                         continue
-                    key = hints.get(form)
+                    key = hints.get(form + "-") if sign < 0 else hints.get(form)    # "naive-": the −m side
                     analytic = ANALYTIC[key](info, p) if key in ANALYTIC else math.nan
                     probe = (f"{first.name} = m ∓ 1" if activations else
                              f"{first.name} = [[{'−' if sign < 0 else ''}m, 0]]")

@@ -29,7 +29,8 @@ Y = Input("y", ("b", "k"), "targets in [0, 1] (each entry its own probability)",
 L_OUT = Input("L", (), "loss, summed over every element")
 DZ_OUT = Input("dz", ("b", "k"), "∂L/∂z")
 AXES = ("b", "k")
-DOMAIN = {"sizes": {"b": (1, 8), "k": (1, 16)}, "max_abs": 1e4, "max_spread": 100.0}
+DOMAIN = {"sizes": {"b": (1, 8), "k": (1, 16)}, "max_abs": 1e4, "max_spread": 100.0,
+          "thresholds": {"naive-": "ln(max)"}}      # e^(−z) overflows once −z > ln(max)
 # The softplus form splits on the sign of each z: 2^(B·K) cases per proof, so the sizes stay small.
 PROOF_LENGTHS = ({"b": 1, "k": 1}, {"b": 1, "k": 2}, {"b": 1, "k": 3}, {"b": 2, "k": 2})
 

@@ -31,7 +31,8 @@ DZ_OUT = Input("dz", ("b", "k"), "∂L/∂z")
 AXES = ("b", "k")
 
 #: Input magnitudes the numeric side draws from (as cross-entropy's logits).
-DOMAIN = {"sizes": {"b": (1, 8), "k": (1, 16)}, "max_abs": 1e4, "max_spread": 100.0}
+DOMAIN = {"sizes": {"b": (1, 8), "k": (1, 16)}, "max_abs": 1e4, "max_spread": 100.0,
+          "thresholds": {"naive": "ln(max)"}}       # e^z overflows once z > ln(max)
 
 _LSE = SOFTMAX_STEPS["logsumexp"][:-1]          # m, e, S, lse
 

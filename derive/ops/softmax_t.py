@@ -19,7 +19,8 @@ DY = Input("dy", ("b", "k"), "upstream gradient ∂L/∂s", role="upstream")
 S_OUT = Input("s", ("b", "k"), "probabilities softmax(z / T)")
 DZ_OUT = Input("dz", ("b", "k"), "∂L/∂z")
 AXES = ("b", "k")
-DOMAIN = {"sizes": {"b": (1, 8), "k": (1, 16)}, "max_abs": 1e4, "max_spread": 100.0}
+DOMAIN = {"sizes": {"b": (1, 8), "k": (1, 16)}, "max_abs": 1e4, "max_spread": 100.0,
+          "thresholds": {"naive": "ln(max)"}}       # e^(z/T) overflows once z/T > ln(max) (probes use T = 1)
 
 #: How each variant computes s from z and T.
 STEPS = {
