@@ -31,7 +31,7 @@ from ..metrics import ulp_at
 from ..reference import reference
 from .result import Finding, WorstCase
 
-__all__ = ["judge_example", "reduced_length", "scale_measure", "Truth", "truth", "ACHIEVED_FACTOR"]
+__all__ = ["judge_example", "reduced_length", "scale_measure", "Truth", "ACHIEVED_FACTOR"]
 
 #: The ball-arithmetic rounding radius R is capped at this multiple of the error gradaudit's own stable
 #: formulation makes at the same input in the same dtype (interval arithmetic's dependency problem can
@@ -95,10 +95,6 @@ def _one_ulp_apart(a: np.ndarray) -> np.ndarray:
     moved = (raw.astype(np.int64) + np.where(ok, step, 0)).astype(bits)
     out = moved.view(a.dtype)
     return np.where(np.isfinite(out.astype(np.float64)), out, a)
-
-
-def truth(op, rounded, dtype) -> Truth:
-    return Truth(op, rounded, dtype)
 
 
 @lru_cache(maxsize=None)
