@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from .define import instance_name
 from .op import Op, Param
 
 __all__ = ["OPS", "register", "register_parametric", "get_op", "op_name", "load_ops", "parametric_spec",
@@ -65,11 +66,7 @@ def parametric_spec(base: str) -> tuple[Param, ...]:
 
 def op_name(base: str, params: dict) -> str:
     """Canonical name of ``base`` with ``params`` (those equal to their defaults left out)."""
-    specs = {p.name: p for p in parametric_spec(base)}
-    shown = {k: v for k, v in params.items() if k in specs and v != specs[k].default}
-    if not shown:
-        return base
-    return base + "[" + ",".join(f"{k}={shown[k]}" for k in sorted(shown)) + "]"
+    return instance_name(base, params, parametric_spec(base))
 
 
 def _parse_name(name: str) -> tuple[str, dict]:

@@ -18,6 +18,7 @@ from derive import Kernel, get_op
 from derive.registry import parametric_spec
 
 from ..evaluate import as_tuple, kernel
+from .judge import float64_inputs
 from .result import Finding, WorstCase
 
 __all__ = ["diagnose"]
@@ -32,10 +33,6 @@ def _matches(got_all, tolerances, candidate) -> bool:
         if not np.all(np.abs(got - want) <= np.maximum(tol, 1e-9 * np.abs(want))):
             return False
     return True
-
-
-def _float64_inputs(op, inputs):
-    return [np.asarray(a) if inp.integer else np.asarray(a, dtype=np.float64) for inp, a in zip(op.inputs, inputs)]
 
 
 def _variants(op):
@@ -67,7 +64,7 @@ def _convention(op, finding: Finding, passes) -> str:
             if not same or w is None:
                 continue
             with np.errstate(all="ignore"):
-                want = as_tuple(kernel(other.name, other.stable_formulation.name).run(*_float64_inputs(other, w.inputs)))
+                want = as_tuple(kernel(other.name, other.stable_formulation.name).run(*float64_inputs(other, w.inputs)))
             if not _matches(w.got_all, w.tolerances, want):
                 continue
         elif finding.kind not in ("raised", "output", "shape"):
@@ -88,7 +85,7 @@ def _mistake_kernel(op_name: str, position: int) -> Kernel:
 def _mistake(op, w: WorstCase) -> str:
     for position, m in enumerate(op.mistakes):
         with np.errstate(all="ignore"):
-            want = _mistake_kernel(op.name, position).run(*_float64_inputs(op, w.inputs))
+            want = _mistake_kernel(op.name, position).run(*float64_inputs(op, w.inputs))
         if _matches(w.got_all, w.tolerances, want):
             return f"{m.message} (known mistake `{m.name}`)"
     return ""

@@ -62,8 +62,7 @@ class Truth:
             ulp = (np.vectorize(lambda v: ulp_at(v, dtype), otypes=[np.float64])(ref) if np.ndim(ref)
                    else np.float64(ulp_at(ref[()] if isinstance(ref, np.ndarray) else ref, dtype)))
             self.componentwise.append(c * (u * np.asarray(s, dtype=np.float64) + r + ulp))
-        mags = _magnitude_kernel(op.name).run(*[a.astype(np.float64) if a.dtype.kind == "f" or str(a.dtype) == "bfloat16"
-                                               else a for a in rounded])
+        mags = _magnitude_kernel(op.name).run(*float64_inputs(op, rounded))
         self.normwise = tuple(c * u * _slice_max(np.abs(np.asarray(m, dtype=np.float64)), o.axes, op.independent_axis)
                               for m, o in zip(mags, op.outputs))
 
@@ -83,6 +82,11 @@ class Truth:
                 g = np.asarray(got).astype(np.float64)
                 errors[k] = np.maximum(errors[k], np.where(np.isfinite(g), np.abs(g - ref), np.inf))
         return tuple(errors)
+
+
+def float64_inputs(op, args) -> list:
+    """``args`` of ``op`` in float64 (integer class ids kept as they are)."""
+    return [np.asarray(a) if inp.integer else np.asarray(a, dtype=np.float64) for inp, a in zip(op.inputs, args)]
 
 
 def _one_ulp_apart(a: np.ndarray) -> np.ndarray:
@@ -183,7 +187,7 @@ def _outputs(op, value, dtype, rounded) -> tuple[list, list]:
                 f"output {spec.name!r} has dtype {arr.dtype}, expected {dtype}" + (
                     " (wider: the values are still judged at the tolerance of " + str(dtype) + ")" if wider else
                     " (precision or type lost)"), tuple(rounded)))
-        arrays.append(arr.astype(np.float64) if arr.dtype.kind in "fiu" else arr.astype(np.float64))
+        arrays.append(arr.astype(np.float64))
     return arrays, findings
 
 
