@@ -4,17 +4,38 @@ Never imports ``numeric``.  An op is defined with :func:`define_op` (a forward d
 formulations, invariants and known mistakes) and :func:`define_backward` (its vector–Jacobian product,
 derived by reverse mode), then made known with :func:`register` — the built-in families in
 ``derive/ops`` and a user's ``--ops FILE.py`` alike.
+
+Names are imported on first use (PEP 562), and the built-in families are built when the op set is
+first read, so ``import derive`` does not import SymPy.
 """
-from .codegen import Kernel, source_code
-from .define import define_backward, define_op, invariant, mistake
-from .op import DerivationStep, GenericClaim, Invariant, Mistake, Op, Param
-from .program import Delta, Elementwise, Formulation, Input, OneHot, Reduce, Relabel, value_symbol
-from .proof import ProofResult, is_zero, prove_op
-from .registry import OPS, families, get_op, load_ops, register, register_parametric
+import importlib
+
+#: Public name → the submodule that defines it.
+_HOMES = {
+    "Kernel": "codegen", "source_code": "codegen",
+    "define_backward": "define", "define_op": "define", "invariant": "define", "mistake": "define",
+    "DerivationStep": "op", "GenericClaim": "op", "Invariant": "op", "Mistake": "op", "Op": "op", "Param": "op",
+    "Delta": "program", "Elementwise": "program", "Formulation": "program", "Input": "program",
+    "OneHot": "program", "Reduce": "program", "Relabel": "program", "value_symbol": "program",
+    "ProofResult": "proof", "is_zero": "proof", "prove_op": "proof",
+    "OPS": "registry", "families": "registry", "get_op": "registry", "load_ops": "registry",
+    "register": "registry", "register_parametric": "registry",
+}
 
 __all__ = ["OPS", "get_op", "register", "register_parametric", "load_ops", "families", "define_op",
            "define_backward", "invariant", "mistake", "Op", "Param", "Mistake", "Invariant", "DerivationStep",
            "GenericClaim", "Input", "Elementwise", "Reduce", "Relabel", "Delta", "OneHot", "Formulation",
            "value_symbol", "Kernel", "source_code", "prove_op", "ProofResult", "is_zero"]
 
-from .ops import builtin as _builtin  # noqa: E402,F401  (registers the built-in families)
+
+def __getattr__(name):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'derive' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -8,20 +8,71 @@ form — ``cross_entropy[labels=index,reduction=mean]`` — so every consumer th
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import re
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from .define import instance_name
-from .op import Op, Param
+if TYPE_CHECKING:                      # importing them needs SymPy; this module must not, to start fast
+    from .op import Op, Param
 
 __all__ = ["OPS", "register", "register_parametric", "get_op", "op_name", "load_ops", "parametric_spec",
            "families"]
 
+_BUILTIN_MODULE = "derive.ops.builtin"
+_builtins = {"state": "unloaded"}       # unloaded → loading → loaded
+
+
+def _ensure_builtins() -> None:
+    """Build and register the built-in families on first use (not at import: that needs SymPy and the
+    reverse-mode derivations, ~1 s, which `gradaudit --help` or `gradaudit list` should not pay)."""
+    if _builtins["state"] == "unloaded":
+        _builtins["state"] = "loading"
+        try:
+            importlib.import_module(_BUILTIN_MODULE)
+        except BaseException:
+            _builtins["state"] = "unloaded"
+            raise
+        _builtins["state"] = "loaded"
+
+
+class _Ops(MutableMapping):
+    """Every op by name, in registration order — the built-in families first, built on first access."""
+
+    def __init__(self):
+        self._ops: dict[str, Op] = {}
+
+    def __getitem__(self, name):
+        _ensure_builtins()
+        return self._ops[name]
+
+    def __setitem__(self, name, op):
+        self._ops[name] = op
+
+    def __delitem__(self, name):
+        del self._ops[name]
+
+    def __iter__(self) -> Iterator[str]:
+        _ensure_builtins()
+        return iter(self._ops)
+
+    def __len__(self) -> int:
+        _ensure_builtins()
+        return len(self._ops)
+
+    def __contains__(self, name) -> bool:
+        _ensure_builtins()
+        return name in self._ops
+
+    def __repr__(self) -> str:
+        return f"OPS({', '.join(self)})"
+
+
 #: Every op by name, in registration order (parametric ops with their default conventions).
-OPS: dict[str, Op] = {}
+OPS: MutableMapping[str, Op] = _Ops()
 _BUILDERS: dict[str, tuple[Callable, tuple[Param, ...]]] = {}
 _INSTANCES: dict[str, Op] = {}
 _NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[(.*)\])?$")
@@ -29,6 +80,9 @@ _NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[(.*)\])?$")
 
 def register(*ops: Op, replace: bool = False) -> None:
     """Make ``ops`` known by name.  A name already taken raises unless ``replace``."""
+    from .op import Op
+
+    _ensure_builtins()                 # built-ins come first in the listing and their names are taken
     for op in ops:
         if not isinstance(op, Op):
             raise TypeError(f"register takes Op objects (from derive.define_op); got {type(op).__name__}")
@@ -49,6 +103,7 @@ def _same_definition(a: Op, b: Op) -> bool:
 def register_parametric(base: str, builder: Callable[..., Op], params: tuple[Param, ...], *,
                         replace: bool = False) -> Op:
     """Register ``builder(**conventions) -> Op`` under ``base``; returns (and lists) the default instance."""
+    _ensure_builtins()
     if not replace and base in _BUILDERS:
         raise ValueError(f"a parametric op named {base!r} is already registered")
     _BUILDERS[base] = (builder, tuple(params))
@@ -61,11 +116,14 @@ def register_parametric(base: str, builder: Callable[..., Op], params: tuple[Par
 
 def parametric_spec(base: str) -> tuple[Param, ...]:
     """The conventions op ``base`` accepts (empty for a plain op)."""
+    _ensure_builtins()
     return _BUILDERS[base][1] if base in _BUILDERS else ()
 
 
 def op_name(base: str, params: dict) -> str:
     """Canonical name of ``base`` with ``params`` (those equal to their defaults left out)."""
+    from .define import instance_name
+
     return instance_name(base, params, parametric_spec(base))
 
 
@@ -90,6 +148,9 @@ def get_op(name, **params) -> Op:
     ``get_op("cross_entropy", reduction="mean")`` and ``get_op("cross_entropy[reduction=mean]")`` are the
     same op.  Unknown names, unknown conventions and bad values raise ``ValueError`` naming them.
     """
+    from .op import Op
+
+    _ensure_builtins()
     if isinstance(name, Op):
         if params:
             return get_op(name.base_name, **{**name.params, **params})
