@@ -15,6 +15,7 @@ is exactly representable there; shrinking goes towards small batches, centred lo
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from hypothesis import strategies as st
@@ -51,8 +52,11 @@ def _positive(name, value, *, allow_zero=False):
 _TINY = 2.0 ** -20
 
 
+@lru_cache(maxsize=None)
 def _unit_elements():
-    """0 or a value with 2^-20 ≤ |v| ≤ 1: data, not underflow experiments (no 1e-300 upstream gradients)."""
+    """0 or a value with 2^-20 ≤ |v| ≤ 1: data, not underflow experiments (no 1e-300 upstream gradients).
+    Strategies here are built once and reused (``lru_cache``): the same strategy draws the same choices,
+    and a reused one skips Hypothesis's per-object validation, which dominated the cost of a draw."""
     return st.just(0.0) | st.floats(_TINY, 1) | st.floats(-1, -_TINY)
 
 
@@ -61,6 +65,7 @@ def _unit_elements():
 ELEMENTWISE_LIMIT = 64
 
 
+@lru_cache(maxsize=4096)
 def _unit(shape):
     """Values in [−1, 1] (see :func:`_unit_elements`): element by element for small arrays, from a seeded
     generator (uniform, with some exact zeros and ±1) for large ones."""
@@ -122,18 +127,27 @@ def labels(*, dtype="float32", shape, kind="any", smoothing=0.1) -> st.SearchStr
         raise InvalidArgument(f"kind must be 'any' or one of {kinds}; got {kind!r}")
     if not 0 <= smoothing < 1:
         raise InvalidArgument(f"smoothing must be in [0, 1); got {smoothing!r}")
+    return _labels(dt, tuple(int(n) for n in shape), kind, smoothing)
+
+
+@lru_cache(maxsize=4096)
+def _labels(dt, shape, kind, smoothing):
     b, k = shape
+    kinds = ("one_hot", "soft", "smoothed")
+    which_kind = st.sampled_from(kinds)
+    hot_ids = hnp.arrays(np.int64, (b,), elements=st.integers(0, k - 1))
+    weights = hnp.arrays(np.float64, (b, k), elements=st.floats(0.01, 1))
 
     @st.composite
     def draw_labels(draw):
-        which = draw(st.sampled_from(kinds)) if kind == "any" else kind
-        hot = np.eye(k)[draw(hnp.arrays(np.int64, (b,), elements=st.integers(0, k - 1)))]
+        which = draw(which_kind) if kind == "any" else kind
+        hot = np.eye(k)[draw(hot_ids)]
         if which == "one_hot":
             y = hot
         elif which == "smoothed":
             y = (1 - smoothing) * hot + smoothing / k
         else:
-            w = draw(hnp.arrays(np.float64, (b, k), elements=st.floats(0.01, 1)))
+            w = draw(weights)
             y = w / w.sum(axis=1, keepdims=True)
         return y.astype(dt)
 
@@ -144,7 +158,12 @@ def upstream(*, dtype="float32", shape, scale=1.0) -> st.SearchStrategy:
     """Upstream gradients dy of ``shape``, entries in [−scale, scale]."""
     dt = _dtype(dtype)
     _positive("scale", scale)
-    return _unit(tuple(shape)).map(lambda u: _to_dtype(scale * u, dt))
+    return _upstream(dt, tuple(int(n) for n in shape), float(scale))
+
+
+@lru_cache(maxsize=4096)
+def _upstream(dt, shape, scale):
+    return _unit(shape).map(lambda u: _to_dtype(scale * u, dt))
 
 
 def batchnorm_batches(*, dtype="float32", rows=(1, 64), features=(1, 8), max_mean=1e4, max_var=1e8,
@@ -208,11 +227,31 @@ def domain_of(op, dtype=None, **limits) -> dict:
 
 def _activations(draw, shape, axes, independent, max_mean, max_var, dt):
     """Data with a mean and a std per slice of the independent axis (0, tiny and huge among them)."""
+    means, stds = _statistics(tuple(n if a == independent else 1 for a, n in zip(axes, shape)), max_mean, max_var)
+    return _to_dtype(draw(means) + draw(stds) * draw(_unit(shape)), dt)
+
+
+@lru_cache(maxsize=4096)
+def _statistics(per, max_mean, max_var):
+    """Strategies of the per-slice means and stds of :func:`_activations` (shape ``per``)."""
     max_std = math.sqrt(max_var)
-    per = tuple(n if a == independent else 1 for a, n in zip(axes, shape))
-    means = draw(hnp.arrays(np.float64, per, elements=st.sampled_from([0.0, 1.0, max_mean]) | st.floats(-max_mean, max_mean)))
-    stds = draw(hnp.arrays(np.float64, per, elements=st.sampled_from([1.0, 0.0, 1e-3, max_std]) | st.floats(0, max_std)))
-    return _to_dtype(means + stds * draw(_unit(shape)), dt)
+    return (hnp.arrays(np.float64, per, elements=st.sampled_from([0.0, 1.0, max_mean]) | st.floats(-max_mean, max_mean)),
+            hnp.arrays(np.float64, per, elements=st.sampled_from([1.0, 0.0, 1e-3, max_std]) | st.floats(0, max_std)))
+
+
+_BOOLEANS = st.booleans()
+_TEMPERATURES = st.sampled_from([1.0, 0.5, 2.0, 0.1, 10.0]) | st.floats(0.05, 20.0)
+_FRACTIONS = st.sampled_from([0.1, 0.0, 1.0]) | st.floats(0.0, 1.0)
+
+
+@lru_cache(maxsize=4096)
+def _class_ids(shape, classes):
+    return hnp.arrays(np.int64, shape, elements=st.integers(0, classes - 1))
+
+
+@lru_cache(maxsize=4096)
+def _positives(shape):
+    return hnp.arrays(np.float64, shape, elements=st.floats(1e-3, 100.0))
 
 
 def op_inputs(op, *, dtype="float32", **limits) -> st.SearchStrategy:
@@ -249,19 +288,23 @@ def op_inputs(op, *, dtype="float32", **limits) -> st.SearchStrategy:
     if not eps_choices or not all(isinstance(e, float) and e >= 0 for e in eps_choices):
         raise InvalidArgument(f"eps must be a non-empty tuple of floats ≥ 0; got {eps_choices!r}")
     axes_used = [a for a in the_op.reference.axis_order if any(a in i.axes for i in the_op.inputs)]
+    # strategies that do not depend on the drawn lengths, built once (see _unit_elements)
+    length_of = {a: st.integers(*domain["sizes"][a]) for a in axes_used}
+    offsets, spreads = st.floats(-domain["max_abs"], domain["max_abs"]), st.floats(0, domain["max_spread"])
+    eps_strategy = st.sampled_from(eps_choices)
 
     @st.composite
     def draw_args(draw):
-        lengths = {a: draw(st.integers(*domain["sizes"][a])) for a in axes_used}
+        lengths = {a: draw(length_of[a]) for a in axes_used}
         args = []
         for inp in the_op.inputs:
             shape = tuple(lengths[a] for a in inp.axes)
             role = inp.role or "logits"
             if role == "logits":
-                offset = draw(st.floats(-domain["max_abs"], domain["max_abs"]))
-                spread = draw(st.floats(0, domain["max_spread"]))
+                offset = draw(offsets)
+                spread = draw(spreads)
                 u = draw(_unit(shape))
-                if draw(st.booleans()):
+                if draw(_BOOLEANS):
                     u = np.round(u * 4) / 4          # a handful of distinct values: ties and near-ties
                 args.append(_to_dtype(offset + spread * u, dt))
             elif role in ("labels", "onehot"):
@@ -270,7 +313,7 @@ def op_inputs(op, *, dtype="float32", **limits) -> st.SearchStrategy:
                 flat = draw(labels(dtype=dt, shape=(int(np.prod(shape[:-1])), k), kind=kind))
                 args.append(flat.reshape(shape))
             elif role == "index":
-                args.append(draw(hnp.arrays(np.int64, shape, elements=st.integers(0, lengths[inp.classes] - 1))))
+                args.append(draw(_class_ids(shape, lengths[inp.classes])))
             elif role == "upstream":
                 args.append(draw(upstream(dtype=dt, shape=shape)))
             elif role == "activations":
@@ -279,14 +322,14 @@ def op_inputs(op, *, dtype="float32", **limits) -> st.SearchStrategy:
             elif role == "weight":
                 args.append(_to_dtype(2 * draw(_unit(shape)), dt) if shape else float(2 * draw(_unit_elements())))
             elif role == "positive":
-                values = draw(hnp.arrays(np.float64, shape, elements=st.floats(1e-3, 100.0)))
+                values = draw(_positives(shape))
                 args.append(_to_dtype(values, dt) if shape else float(values))
             elif role == "eps":
-                args.append(draw(st.sampled_from(eps_choices)))
+                args.append(draw(eps_strategy))
             elif role == "temperature":
-                args.append(draw(st.sampled_from([1.0, 0.5, 2.0, 0.1, 10.0]) | st.floats(0.05, 20.0)))
+                args.append(draw(_TEMPERATURES))
             elif role == "fraction":
-                args.append(draw(st.sampled_from([0.1, 0.0, 1.0]) | st.floats(0.0, 1.0)))
+                args.append(draw(_FRACTIONS))
             else:
                 raise InvalidArgument(f"op {the_op.name!r}: input {inp.name!r} has role {role!r}, which has no strategy")
         return tuple(args)
