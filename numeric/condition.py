@@ -87,8 +87,14 @@ def rounding_bounds(op: str, *args, dtype):
     float64 arrays (inf where the bound blows up, e.g. a variance interval reaching 0 with ε = 0);
     a tuple for several outputs."""
     the_op = get_op(op)
+    bounds = rounding_bounds_of(the_op, check_arguments(the_op, args, np.dtype(np.float64)), dtype)
+    return bounds[0] if len(bounds) == 1 else bounds
+
+
+def rounding_bounds_of(the_op, arrays, dtype) -> tuple:
+    """:func:`rounding_bounds` of arguments already validated as float64 arrays (``check_arguments``), as
+    a tuple of one array per output."""
     u = float(finfo(dtype).eps) / 2
-    arrays = check_arguments(the_op, args, np.dtype(np.float64))
     with flint.ctx.workprec(64):
         balls = []
         for a, inp in zip(arrays, the_op.inputs):
@@ -97,14 +103,13 @@ def rounding_bounds(op: str, *args, dtype):
             else:
                 balls.append(flint.arb(float(a)))
         eta = float(finfo(dtype).smallest_subnormal)
-        out = _rounding_kernel(op).run(*balls, flint.arb(0, u), flint.arb(0, eta))
+        out = _rounding_kernel(the_op.name).run(*balls, flint.arb(0, u), flint.arb(0, eta))
         bounds = []
         for o in out:
             o = np.asarray(o, dtype=object)
             radius = np.asarray(_radius(o), dtype=object).astype(np.float64)
             bounds.append(np.where(np.asarray(_finite(o), dtype=bool), radius, np.inf))
-        bounds = tuple(bounds)
-    return bounds[0] if len(bounds) == 1 else bounds
+    return tuple(bounds)
 
 
 def _directions(shape, axes, independent):
@@ -135,8 +140,9 @@ def condition_numbers(op: str, *args):
 def sensitivities(op: str, *args):
     """Σ_j |∂f_i/∂x_j| |x_j| per output element (= κ_i |f_i|, finite even where f_i = 0): the absolute
     error a backward-stable algorithm may make, in units of the roundoff u.  Tuple for several outputs."""
-    _, totals = _values_and_sensitivities(op, args)
-    return totals[0] if len(totals) == 1 else tuple(totals)
+    the_op = get_op(op)
+    totals = sensitivities_of(the_op, check_arguments(the_op, args, np.dtype(np.float64)))
+    return totals[0] if len(totals) == 1 else totals
 
 
 def _values_and_sensitivities(op, args):
@@ -145,34 +151,105 @@ def _values_and_sensitivities(op, args):
     arrays = check_arguments(the_op, args, np.dtype(np.float64))
     with np.errstate(all="ignore"):
         values = kernel(op, the_op.accurate_formulation.name).run(*arrays)
-        jvp = _batched_jvp_kernel(op)
+    _OUTPUT_SHAPES[_shape_key(the_op, arrays)] = tuple(np.shape(v) for v in values)
+    return values, sensitivities_of(the_op, arrays)
+
+
+#: (op name, input shapes) → output shapes, so the sensitivities need not run the op to size their sums.
+_OUTPUT_SHAPES: dict = {}
+
+
+def _shape_key(the_op, arrays) -> tuple:
+    return (the_op.name, tuple(np.shape(a) for a in arrays))
+
+
+def _output_shapes(the_op, arrays) -> tuple:
+    key = _shape_key(the_op, arrays)
+    shapes = _OUTPUT_SHAPES.get(key)
+    if shapes is None:
+        if len(_OUTPUT_SHAPES) > 4096:
+            _OUTPUT_SHAPES.clear()
+        with np.errstate(all="ignore"):
+            values = kernel(the_op.name, the_op.accurate_formulation.name).run(*arrays)
+        shapes = _OUTPUT_SHAPES[key] = tuple(np.shape(v) for v in values)
+    return shapes
+
+
+def sensitivities_of(the_op, arrays) -> tuple:
+    """:func:`sensitivities` of arguments already validated as float64 arrays (``check_arguments``), as a
+    tuple of one array per output.
+
+    Large inputs take the structured path (``numeric.jacobian_structure``); the directions of all other
+    inputs run together through one batched JVP (several only when they exceed ``CHUNK_ELEMENTS``).  Each
+    input's chunk of directions is summed on its own and the parts are added in input order, the same
+    sums in the same order as one JVP run per input and chunk."""
+    op = the_op.name
+    shapes = _output_shapes(the_op, arrays)
+    with np.errstate(all="ignore"):
         wrt = [(k, inp) for k, inp in enumerate(the_op.inputs) if inp.axes]
         batched = all(the_op.independent_axis in o.axes for o in the_op.outputs)
         independent = the_op.independent_axis if batched else None
-        totals = [np.zeros(np.shape(v)) for v in values]
-        largest = max([arrays[k].size for k, _ in wrt] + [np.size(v) for v in values])
+        largest = max([arrays[k].size for k, _ in wrt] + [int(np.prod(s, dtype=np.int64)) for s in shapes])
         chunk = max(1, CHUNK_ELEMENTS // max(largest, 1))
+        parts: list = []                    # per input in order: [structured parts] or [(slot, start, stop)…]
         for slot, (k, inp) in enumerate(wrt):
-            parts = None
-            if _direction_count(arrays[k], inp.axes, independent) * largest >= STRUCTURED_FROM:
+            count = _direction_count(arrays[k], inp.axes, independent)
+            structured = None
+            if count * largest >= STRUCTURED_FROM:
                 try:              # diagonal + reductions, one matrix product (numeric.jacobian_structure)
-                    _, parts = structured_sensitivities(the_op.accurate_formulation, arrays, inp.name, independent)
+                    _, structured = structured_sensitivities(the_op.accurate_formulation, arrays, inp.name,
+                                                             independent)
                 except Unsupported:
                     pass
-            if parts is not None:
-                for total, part in zip(totals, parts):
+            parts.append(("structured", structured) if structured is not None else
+                         ("jvp", [(slot, start, min(start + chunk, count)) for start in range(0, count, chunk)]))
+        sums = _batched_sums(op, arrays, wrt, independent, chunk, shapes,
+                             [seg for kind, segs in parts if kind == "jvp" for seg in segs])
+        totals = [np.zeros(shape) for shape in shapes]
+        for kind, content in parts:
+            for piece in ([content] if kind == "structured" else [sums.pop(0) for _ in content]):
+                for total, part in zip(totals, piece):
                     if part is not None:
                         total += part
-                continue
-            x = arrays[k]
-            count = _direction_count(x, inp.axes, independent)
-            for start in range(0, count, chunk):
-                active = _direction_tangents(x, inp.axes, independent, start, min(start + chunk, count))
-                tangents = [active if s == slot else np.broadcast_to(np.zeros((), x.dtype), (len(active),) + arrays[j].shape)
-                            for s, (j, _) in enumerate(wrt)]
-                for total, t in zip(totals, jvp.run(*arrays, *tangents)):
-                    total += np.abs(np.broadcast_to(t, (len(active),) + total.shape)).sum(axis=0)
-    return values, totals
+    return tuple(totals)
+
+
+def _batched_sums(op, arrays, wrt, independent, chunk, shapes, segments) -> list:
+    """Per segment (slot, start, stop) — directions ``start:stop`` of the ``slot``-th differentiable input —
+    the list over outputs (of ``shapes``) of Σ |tangent| over those directions.  Consecutive segments share
+    one run of the batched JVP while their directions fit in ``chunk``."""
+    jvp = _batched_jvp_kernel(op)
+    sums, group, size = [], [], 0
+    for seg in segments + [None]:
+        n = 0 if seg is None else seg[2] - seg[1]
+        if group and (seg is None or size + n > chunk):
+            tangents = []
+            for s, (j, inp) in enumerate(wrt):
+                mine = [(row0, g) for row0, g in _rows(group) if g[0] == s]
+                if not mine:
+                    tangents.append(np.broadcast_to(np.zeros((), arrays[j].dtype), (size,) + arrays[j].shape))
+                    continue
+                t = np.zeros((size,) + arrays[j].shape, dtype=arrays[j].dtype)
+                for row0, (_, start, stop) in mine:
+                    t[row0:row0 + stop - start] = _direction_tangents(arrays[j], inp.axes, independent, start, stop)
+                tangents.append(t)
+            outs = jvp.run(*arrays, *tangents)
+            for row0, (_, start, stop) in _rows(group):
+                sums.append([np.abs(np.broadcast_to(t, (size,) + shape)[row0:row0 + stop - start]).sum(axis=0)
+                             for t, shape in zip(outs, shapes)])
+            group, size = [], 0
+        if seg is not None:
+            group.append(seg)
+            size += n
+    return sums
+
+
+def _rows(group):
+    """(first row, segment) of each segment of a batched run, in order."""
+    row = 0
+    for seg in group:
+        yield row, seg
+        row += seg[2] - seg[1]
 
 
 def _direction_count(x: np.ndarray, axes, independent) -> int:

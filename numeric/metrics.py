@@ -23,7 +23,7 @@ import numpy as np
 
 from .dtypes import finfo, resolve_dtype
 
-__all__ = ["ErrorMetrics", "error_metrics", "ulp_at"]
+__all__ = ["ErrorMetrics", "error_metrics", "ulp_at", "ulps_at"]
 
 
 def ulp_at(ref: mpmath.mpf, dtype) -> float:
@@ -36,6 +36,27 @@ def ulp_at(ref: mpmath.mpf, dtype) -> float:
         _, e = mpmath.frexp(ref)          # ref = m 2^e with 1/2 ≤ |m| < 1
         exponent = max(int(e) - 1, emin)
     return math.ldexp(1.0, exponent - int(info.nmant))
+
+
+def ulps_at(ref, dtype, near=None) -> np.ndarray:
+    """:func:`ulp_at` of every element of ``ref`` (an array of ``mpmath.mpf`` or of floats), float64, in
+    one numpy pass: the exponent comes from ``np.frexp`` of ``near`` — ``ref`` rounded to float64 (computed
+    when not given) —, which is the exact exponent except where rounding carried ``ref`` up to a power of
+    two; those elements, and any outside float64's range, are decided by :func:`ulp_at` on the exact value."""
+    info = finfo(dtype)
+    emin, nmant = int(info.minexp), int(info.nmant)
+    ref = np.asarray(ref)
+    with np.errstate(all="ignore"):
+        near = (np.asarray(np.frompyfunc(float, 1, 1)(ref), dtype=np.float64) if near is None
+                else np.asarray(near, dtype=np.float64))
+        mantissa, exponent = np.frexp(near)              # near = m 2^e, 1/2 ≤ |m| < 1 (m = e = 0 for 0)
+    exponent = np.where(near == 0, emin, np.maximum(exponent.astype(np.int64) - 1, emin))
+    out = np.ldexp(1.0, exponent - nmant)
+    exact = (np.abs(mantissa) == 0.5) & (exponent > emin) | ~np.isfinite(near)
+    out = np.array(out, dtype=np.float64)
+    for idx in zip(*np.nonzero(exact)) if out.ndim else [()] if exact else []:
+        out[idx] = ulp_at(ref[idx], dtype)
+    return out if out.ndim else out[()]
 
 
 @dataclass

@@ -36,7 +36,7 @@ from .arguments import check_arguments
 from .engines.arb_arrays import array_kernel, certify, lazy_mpf
 from .evaluate import kernel
 
-__all__ = ["reference", "reference_float64", "CERTIFIED_BITS", "ReferenceNotCertified"]
+__all__ = ["reference", "reference_of", "reference_float64", "CERTIFIED_BITS", "ReferenceNotCertified"]
 
 CERTIFIED_BITS = 53 + 30
 START_BITS = 128
@@ -133,8 +133,14 @@ def reference(op: str, *args, engine: str | None = None, **params):
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     the_op = get_op(op, **params)
+    outs = reference_of(the_op, check_arguments(the_op, args, np.dtype(np.float64)), engine)
+    return outs[0] if len(outs) == 1 else outs
+
+
+def reference_of(the_op, arrays, engine: str = DEFAULT_ENGINE) -> tuple:
+    """:func:`reference` of arguments already validated as float64 arrays (``check_arguments``), as a
+    tuple of one object array per output (what the checker calls once per example)."""
     op = the_op.name
-    arrays = check_arguments(the_op, args, np.dtype(np.float64))
     for a, inp in zip(arrays, the_op.inputs):
         if not np.all(np.isfinite(a)):
             raise ValueError(f"argument {inp.name!r} must be finite for a reference; it holds inf or nan")
@@ -142,7 +148,7 @@ def reference(op: str, *args, engine: str | None = None, **params):
     with _precision(engine, bits):      # conversion of floats is exact at any precision ≥ 53
         inputs = [_to_engine(engine, a) for a in arrays]
     outs = _by_balls(op, inputs) if engine == "arb" else _by_agreement(engine, op, inputs)
-    return outs[0] if len(outs) == 1 else tuple(outs)
+    return tuple(outs)
 
 
 def _by_balls(op, inputs) -> list:

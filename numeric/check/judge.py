@@ -24,11 +24,11 @@ from derive import Kernel, get_op
 from derive.magnitude import magnitude_formulation
 
 from ..arguments import check_arguments
-from ..condition import rounding_bounds, sensitivities
+from ..condition import rounding_bounds_of, sensitivities_of
 from ..dtypes import finfo
 from ..evaluate import as_tuple, kernel
-from ..metrics import ulp_at
-from ..reference import reference
+from ..metrics import ulp_at, ulps_at
+from ..reference import reference_of
 from .result import Finding, WorstCase
 
 __all__ = ["judge_example", "reduced_length", "scale_measure", "Truth", "ACHIEVED_FACTOR"]
@@ -47,25 +47,24 @@ class Truth:
     """The reference of one input and the tolerance of every output element (float64 arrays)."""
 
     def __init__(self, op, rounded, dtype):
-        self.refs = as_tuple(reference(op.name, *rounded))
+        arrays = float64_inputs(op, rounded)       # validated once, by judge_example's check_arguments
+        self.refs = reference_of(op, arrays)
         self.ref64 = tuple(np.asarray(np.frompyfunc(float, 1, 1)(r), dtype=np.float64) if np.ndim(r)
                            else np.float64(float(r[()] if isinstance(r, np.ndarray) else r)) for r in self.refs)
         u = float(finfo(dtype).eps) / 2
-        sens = as_tuple(sensitivities(op.name, *rounded))
-        radii = as_tuple(rounding_bounds(op.name, *rounded, dtype=dtype))
+        sens = sensitivities_of(op, arrays)
+        radii = rounding_bounds_of(op, arrays, dtype)
         c = 4 + reduced_length(op, rounded)
         self.sens = sens
         self.componentwise = []
         achieved = self._achieved(op, rounded) if u >= LOW_PRECISION_U else (np.inf,) * len(self.refs)
-        for ref, s, r, e in zip(self.refs, sens, radii, achieved):
+        for ref, near, s, r, e in zip(self.refs, self.ref64, sens, radii, achieved):
             r = np.minimum(r, ACHIEVED_FACTOR * e)   # interval radii overestimate; a stable run bounds them
-            ulp = (np.vectorize(lambda v: ulp_at(v, dtype), otypes=[np.float64])(ref) if np.ndim(ref)
-                   else np.float64(ulp_at(ref[()] if isinstance(ref, np.ndarray) else ref, dtype)))
+            ulp = ulps_at(ref, dtype, near)
             self.componentwise.append(c * (u * np.asarray(s, dtype=np.float64) + r + ulp))
-        mags = _magnitude_kernel(op.name).run(*float64_inputs(op, rounded))
+        mags = _magnitude_kernel(op.name).run(*arrays)
         self.normwise = tuple(c * u * _slice_max(np.abs(np.asarray(m, dtype=np.float64)), o.axes, op.independent_axis)
                               for m, o in zip(mags, op.outputs))
-
 
     def _achieved(self, op, rounded) -> tuple:
         """Per element, the larger error gradaudit's stable formulation makes in this dtype at this input and
