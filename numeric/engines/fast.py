@@ -1,18 +1,24 @@
-"""Fast certified path: an op evaluated in vectorised float64 ball arithmetic, arb for what it leaves open.
+"""Fast certified path: an op evaluated in vectorised ball arithmetic, arb for what it leaves open.
 
-Every value of the op's stable formulation is carried as a pair of float64 arrays (mid, rad) with the
-invariant |exact − mid| ≤ rad.  Each operation adds its own rounding error to the radius: u·|mid| for a
-correctly rounded operation (+ − × ÷ √, u = 2^-53), ``LIBM_ULPS`` ulps for ``exp``/``log`` (numpy's
-float64 libm; ``tests/test_speed_paths.py`` measures the real error against mpmath), γ_n·Σ|a| for a sum
-of n terms (Higham, *Accuracy and Stability of Numerical Algorithms*, eq. 3.4), plus the smallest
-subnormal wherever a product or quotient may underflow.  Radii are computed in round-to-nearest and then
-inflated by (1 + 2^-40), far more than the few roundings of each radius formula can lose.
+Every value of the op's stable formulation is carried as a ball of float64 arrays with a rigorous
+radius, walked step by step by :func:`ball_evaluate` under one of two :class:`Arithmetic` rule sets:
 
-An element is *decided* for a target dtype when both ends of its ball round to the same value of that
-dtype (so the exact value does too: rounding is monotone).  Undecided elements — a ball that straddles
-a rounding boundary, an overflow, a formulation using a function outside :data:`BALL_FUNCTIONS`, any
-float64 target (53-bit balls cannot decide float64 rounding) — are recomputed with the certified arb
-reference, on the independent slices (rows of z, columns of x) that hold them only.
+* ``"float64"``: (mid, rad) with |exact − mid| ≤ rad.  Each operation adds its own rounding error to the
+  radius: u·|mid| for a correctly rounded operation (+ − × ÷ √, u = 2^-53), ``LIBM_ULPS`` ulps for
+  ``exp``/``log`` (numpy's float64 libm; ``tests/test_speed_paths.py`` measures the real error against
+  mpmath), γ_n·Σ|a| for a sum of n terms (Higham, *Accuracy and Stability of Numerical Algorithms*,
+  eq. 3.4), plus the smallest subnormal wherever a product or quotient may underflow.  Radii are
+  computed in round-to-nearest and then inflated by (1 + 2^-40), far more than the few roundings of
+  each radius formula can lose.  Used for float16/bfloat16/float32 targets.
+* ``"double-double"``: (hi, lo, rad) with |exact − (hi + lo)| ≤ rad, about 2^-100 relative
+  (:mod:`.double_double`: the arithmetic and its error bounds).  Used for float64 targets, which a
+  53-bit ball can never decide.
+
+An element is *decided* for a target dtype when every point of its ball rounds to the same value of
+that dtype (rounding is monotone, so the exact value does too).  Undecided elements — a ball that
+straddles a rounding boundary, an overflow, an output in float64's subnormal range (double-double),
+a formulation using a function the arithmetic has no rule for — are recomputed from arb balls
+(:func:`arb_rounded`), on the independent slices (rows of z, columns of x) that hold them only.
 :class:`RoundedReference` says how many elements took that slow path.
 """
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 
 import mpmath
 import numpy as np
+from mpmath.libmp import from_man_exp
 
 from derive.codegen import full_layout
 import sympy as sp
@@ -30,10 +37,13 @@ from derive import get_op
 from derive.program import Delta, Elementwise, Formulation, Reduce, Relabel
 
 from ..arguments import check_arguments
+from . import double_double as dd
 from ..dtypes import finfo, resolve_dtype
 
-__all__ = ["RoundedReference", "rounded_reference", "ball_evaluate", "round_float64", "LIBM_ULPS", "BALL_FUNCTIONS"]
+__all__ = ["RoundedReference", "rounded_reference", "ball_evaluate", "round_float64", "decide_float64",
+           "decide_relative", "LIBM_ULPS", "BALL_FUNCTIONS", "ARITHMETICS"]
 
+_make_mpf = mpmath.mp.make_mpf
 U = 2.0 ** -53
 ETA = 2.0 ** -1074                 # smallest subnormal: absolute error bound of an underflowing result
 INFLATE = 1 + 2.0 ** -40
@@ -101,16 +111,6 @@ def _abs(a):
     return np.abs(a[0]), a[1]
 
 
-def _power(a, n: int):
-    if n < 0:
-        return _div((np.float64(1.0), np.float64(0.0)), _power(a, -n))
-    base = _abs(a) if n % 2 == 0 else a
-    result = (np.float64(1.0), np.float64(0.0))
-    for _ in range(n):
-        result = _mul(result, base)
-    return result
-
-
 def _constant(value):
     """A SymPy number as a ball (exact when float64 holds it)."""
     m = float(value)
@@ -120,17 +120,92 @@ def _constant(value):
     return np.float64(m), np.float64(0.0 if exact else _grow(U * abs(m)))
 
 
-def _compile(expr: sp.Expr):
-    """A function env -> ball for a SymPy expression (built once per step)."""
+def _f64_sum(ball, axis, count):
+    m, r = ball
+    m = np.broadcast_to(m, np.broadcast_shapes(np.shape(m), np.shape(r)))
+    total = np.sum(m, axis=axis, keepdims=True)
+    gamma = (count - 1) * U / (1 - count * U)
+    rad = _grow(np.sum(np.broadcast_to(r, m.shape), axis=axis, keepdims=True)
+                + gamma * np.sum(np.abs(m), axis=axis, keepdims=True) * INFLATE)
+    return total, rad
+
+
+def _f64_max(ball, axis):                   # max of balls: |max exact − max mid| ≤ max rad
+    m, r = np.broadcast_arrays(*ball)
+    return np.max(m, axis=axis, keepdims=True), np.max(r, axis=axis, keepdims=True)
+
+
+def _dd_constant(value):
+    """A SymPy number as a double-double ball: rationals at 300 bits (exact when dyadic), closed forms
+    (π, √2…) from SymPy's evalf to 100 digits."""
+    import mpmath
+    if value.is_Rational:
+        p, q = int(value.p), int(value.q)
+        with mpmath.workprec(300):
+            v = mpmath.mpf(p) / q
+        exact = q & (q - 1) == 0 and abs(p).bit_length() <= 250
+    else:
+        with mpmath.workprec(400):              # mpf() of a SymPy Float rounds to the context's precision
+            v, exact = mpmath.mpf(sp.N(value, 120)), False
+    try:
+        return dd.constant(v, exact=exact)
+    except OverflowError as exc:
+        raise Unsupported(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """The ball rules one engine evaluates a formulation with (a ball is a tuple of arrays)."""
+    name: str
+    exact: object                # float64 array -> ball of radius 0
+    constant: object             # SymPy number -> ball
+    add: object
+    mul: object
+    div: object
+    functions: dict              # SymPy function name -> unary rule
+    sqrt: object
+    absolute: object
+    sum: object                  # (ball, axis tuple, count) -> ball, axes kept
+    max: object                  # (ball, axis tuple) -> ball, axes kept
+
+    def one(self):
+        return self.exact(np.float64(1.0))
+
+    def power(self, ball, n: int):
+        if n < 0:
+            return self.div(self.one(), self.power(ball, -n))
+        base = self.absolute(ball) if n % 2 == 0 else ball
+        result = self.one()
+        for _ in range(n):
+            result = self.mul(result, base)
+        return result
+
+
+FLOAT64 = Arithmetic("float64 balls", lambda a: (np.asarray(a, dtype=np.float64), np.float64(0.0)), _constant,
+                     _add, _mul, _div, {"exp": _exp, "log": _log, "Abs": _abs}, _sqrt, _abs, _f64_sum, _f64_max)
+
+
+def _dd_sum(ball, axis, count):
+    return dd.tree_sum(ball, axis)
+
+
+DOUBLE_DOUBLE = Arithmetic("double-double balls", lambda a: dd.point(a), _dd_constant, dd.add, dd.mul, dd.div,
+                           {"exp": dd.exp, "log": dd.log, "log1p": dd.log1p, "Abs": dd.absolute}, dd.sqrt,
+                           dd.absolute, _dd_sum, dd.maximum)
+ARITHMETICS = {"float64": FLOAT64, "double-double": DOUBLE_DOUBLE}
+
+
+def _compile(expr: sp.Expr, arith: Arithmetic):
+    """A function env -> ball for a SymPy expression (built once per step and arithmetic)."""
     if expr.is_Symbol:
         name = expr.name
         return lambda env: env[name]
     if expr.is_Number:
-        ball = _constant(expr)
+        ball = arith.constant(expr)
         return lambda env: ball
     if expr.is_Add or expr.is_Mul:
-        parts = [_compile(a) for a in expr.args]
-        combine = _add if expr.is_Add else _mul
+        parts = [_compile(a, arith) for a in expr.args]
+        combine = arith.add if expr.is_Add else arith.mul
 
         def fold(env):
             result = parts[0](env)
@@ -139,40 +214,46 @@ def _compile(expr: sp.Expr):
             return result
         return fold
     if expr.is_Pow:
-        base, exp = _compile(expr.base), expr.exp
+        base, exp = _compile(expr.base, arith), expr.exp
         if exp.is_Integer:
             n = int(exp)
-            return lambda env: _power(base(env), n)
+            return lambda env: arith.power(base(env), n)
         if exp == sp.S.Half:
-            return lambda env: _sqrt(base(env))
+            return lambda env: arith.sqrt(base(env))
         if exp == -sp.S.Half:
-            return lambda env: _div((np.float64(1.0), np.float64(0.0)), _sqrt(base(env)))
+            return lambda env: arith.div(arith.one(), arith.sqrt(base(env)))
         raise Unsupported(f"power {expr.exp}")
-    rules = {"exp": _exp, "log": _log, "Abs": _abs}
+    if expr.is_number and not expr.free_symbols:     # a closed constant such as √(2/π)
+        ball = arith.constant(expr) if arith is DOUBLE_DOUBLE else _constant(sp.Float(sp.N(expr, 30)))
+        return lambda env: ball
     name = type(expr).__name__
-    if name in rules and len(expr.args) == 1:
-        rule, arg = rules[name], _compile(expr.args[0])
+    if name in arith.functions and len(expr.args) == 1:
+        rule, arg = arith.functions[name], _compile(expr.args[0], arith)
         return lambda env: rule(arg(env))
-    raise Unsupported(f"function {name}")
+    raise Unsupported(f"function {name} ({arith.name})")
 
 
 _PROGRAMS: dict = {}
 
 
-def _program(form: Formulation):
-    cached = _PROGRAMS.get(id(form))
+def _program(form: Formulation, arith: Arithmetic):
+    key = (id(form), arith.name)
+    cached = _PROGRAMS.get(key)
     if cached is None or cached[0] is not form:
-        steps = [(step, _compile(step.expr) if isinstance(step, Elementwise) else None) for step in form.steps]
-        cached = _PROGRAMS[id(form)] = (form, steps)
+        steps = [(step, _compile(step.expr, arith) if isinstance(step, Elementwise) else None) for step in form.steps]
+        cached = _PROGRAMS[key] = (form, steps)
     return cached[1]
 
 
-def ball_evaluate(form: Formulation, *arrays) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(mid, rad) float64 arrays of each output of ``form`` at exact float64 inputs (compact shapes).
+def ball_evaluate(form: Formulation, *arrays, arithmetic: str = "float64") -> list[tuple]:
+    """Balls of each output of ``form`` at exact float64 inputs (compact shapes): ``(mid, rad)`` float64
+    arrays for ``arithmetic="float64"``, ``(hi, lo, rad)`` for ``"double-double"``; the exact value
+    lies within ``rad`` of ``mid`` (of ``hi + lo``).  Raises :class:`Unsupported` for a step the
+    arithmetic has no rule for.
 
     Values are held in full-rank layout over ``form.axis_order`` as in ``derive.Kernel``."""
+    arith = ARITHMETICS[arithmetic]
     order = {a: i for i, a in enumerate(form.axis_order)}
-    rank = len(order)
 
     def full(array, labels):
         return full_layout(array, labels, order)
@@ -181,60 +262,54 @@ def ball_evaluate(form: Formulation, *arrays) -> list[tuple[np.ndarray, np.ndarr
     for inp, arr in zip(form.inputs, arrays):
         arr = np.asarray(arr, dtype=np.float64)
         lengths.update(zip(inp.axes, arr.shape))
-        env[inp.name] = (full(arr, inp.axes), np.zeros((1,) * rank))
+        env[inp.name] = arith.exact(full(arr, inp.axes))
     for size, axis in form.sizes.items():
-        env[size] = (np.float64(lengths[axis]), np.float64(0.0))
+        env[size] = arith.exact(np.float64(math.prod(lengths[a] for a in form.size_axes(size))))
     axes = form.axes()
     with np.errstate(all="ignore"):
-        for step, fn in _program(form):
+        for step, fn in _program(form, arith):
             if isinstance(step, Elementwise):
                 env[step.name] = fn(env)
             elif isinstance(step, Reduce):
-                m, r = env[step.arg]
                 axis = tuple(order[a] for a in step.over)
                 count = math.prod(lengths[a] for a in step.over)
-                m, r = np.broadcast_to(m, np.broadcast_shapes(np.shape(m), np.shape(r))), r
-                if step.op == "max":                  # max of balls: |max exact − max mid| ≤ max rad
-                    env[step.name] = (np.max(m, axis=axis, keepdims=True),
-                                      np.max(np.broadcast_to(r, m.shape), axis=axis, keepdims=True))
+                if step.op == "max":
+                    env[step.name] = arith.max(env[step.arg], axis)
                     continue
-                total = np.sum(m, axis=axis, keepdims=True)
-                gamma = (count - 1) * U / (1 - count * U)
-                rad = _grow(np.sum(np.broadcast_to(r, m.shape), axis=axis, keepdims=True)
-                            + gamma * np.sum(np.abs(m), axis=axis, keepdims=True) * INFLATE)
-                if step.op == "mean":
-                    env[step.name] = _div((total, rad), (np.float64(count), np.float64(0.0)))
-                else:
-                    env[step.name] = (total, rad)
+                total = arith.sum(env[step.arg], axis, count)
+                env[step.name] = arith.div(total, arith.exact(np.float64(count))) if step.op == "mean" else total
             elif isinstance(step, Relabel):
-                m, r = env[step.arg]
-                m, r = np.broadcast_arrays(m, r)
+                parts = np.broadcast_arrays(*env[step.arg])
                 for old, new in step.mapping:
-                    m, r = np.swapaxes(m, order[old], order[new]), np.swapaxes(r, order[old], order[new])
+                    parts = [np.swapaxes(v, order[old], order[new]) for v in parts]
                     lengths[new] = lengths[old]
-                env[step.name] = (m, r)
+                env[step.name] = tuple(parts)
             elif isinstance(step, Delta):
                 i, j = step.axes
-                env[step.name] = (full(np.eye(lengths[i]), (i, j)), np.zeros((1,) * rank))
+                env[step.name] = arith.exact(full(np.eye(lengths[i]), (i, j)))
+            else:
+                raise Unsupported(f"step {type(step).__name__} ({arith.name})")
     outs = []
     for name in form.outputs:
         shape = tuple(lengths[a] for a in axes[name])
-        full_shape = [1] * rank
+        full_shape = [1] * len(order)
         for a, n in zip(axes[name], shape):
             full_shape[order[a]] = n
-        m, r = env[name]
-        outs.append(tuple(np.reshape(np.broadcast_to(v, full_shape), shape).astype(np.float64) for v in (m, r)))
+        outs.append(tuple(np.reshape(np.broadcast_to(v, full_shape), shape).astype(np.float64) for v in env[name]))
     return outs
 
 
 @dataclass
 class RoundedReference:
     """The exact value of every output element rounded to ``dtype`` (round to nearest even), and how
-    many elements the float64 balls could not decide (recomputed by the arb reference)."""
+    many elements the fast balls could not decide (``slow``: recomputed with arb balls, which decide
+    the rounding by both ends of each ball; ``unresolved`` of them were still open at
+    :data:`ARB_MAX_BITS` and got the rounded midpoint of an 83-bit certified ball instead)."""
     values: tuple            # arrays of ``dtype``, one per output
     total: int
     slow: int
     engine_note: str = ""
+    unresolved: int = 0
 
     @property
     def fast_fraction(self) -> float:
@@ -271,13 +346,56 @@ def _decide(mid, rad, dt):
     return a, decided
 
 
+_MAX = float(np.finfo(np.float64).max)
+_TOP_SPACING = 2.0 ** 971                        # spacing of float64 at its largest binade
+
+
+def _below(a, b, limit):
+    """a + b < limit, exactly (a 2Sum: fl(a + b) < limit, or equal with a negative remainder)."""
+    s, e = dd.two_sum(a, b)
+    return (s < limit) | ((s == limit) & (e < 0))
+
+
+def decide_float64(hi, lo, rad):
+    """(value, decided mask) of double-double balls for a float64 target.
+
+    With (h, l) = 2Sum(hi, lo) (exact, h = RN(hi + lo)), every point of the ball rounds to h when
+    l + rad < half the spacing above h and rad − l < half the spacing below, both compared exactly (a
+    ball that touches a midpoint is left open).  Half a spacing of 2^-1074 is not a float64 (it becomes
+    0), so values in the subnormal range are never decided here — an exact zero (h = l = rad = 0) is."""
+    h, l = dd.two_sum(np.asarray(hi, dtype=np.float64), np.asarray(lo, dtype=np.float64))
+    rad = np.asarray(rad, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        up = np.nextafter(h, np.inf) - h
+        down = h - np.nextafter(h, -np.inf)
+        up = np.where(h == _MAX, _TOP_SPACING, up)          # above MAX + half a spacing: inf
+        down = np.where(h == -_MAX, _TOP_SPACING, down)
+        decided = _below(l, rad, up / 2) & _below(rad, -l, down / 2)
+    decided &= np.isfinite(h) & np.isfinite(l) & np.isfinite(rad)
+    decided |= (h == 0) & (l == 0) & (rad == 0)
+    return h, decided
+
+
+def decide_relative(hi, lo, rad, bits: int):
+    """((hi, lo), decided mask): decided where rad ≤ 2^-bits·|exact value| is certain, i.e. hi + lo is
+    ``bits`` bits accurate (an exact zero is decided too)."""
+    h, l = dd.two_sum(np.asarray(hi, dtype=np.float64), np.asarray(lo, dtype=np.float64))
+    rad = np.asarray(rad, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        lower = (np.abs(h) - np.abs(l) - rad) * (1 - 2.0 ** -40)
+        decided = rad * (1 + 2.0 ** -40) <= np.ldexp(lower, -bits)
+    decided &= np.isfinite(h) & np.isfinite(rad) & (lower > 0)
+    decided |= (h == 0) & (l == 0) & (rad == 0)
+    return (h, l), decided
+
+
 def rounded_reference(op: str, *args, dtype) -> RoundedReference:
     """The op's exact outputs at ``args`` (float64 values are exact inputs) correctly rounded to ``dtype``.
 
-    float64 balls decide most elements at float16/bfloat16/float32; the rest, and every element for a
-    float64 target, come from :func:`numeric.reference.reference` (83 certified bits) rounded to
-    ``dtype`` — the same guarantee as rounding today's reference."""
-    from ..reference import reference          # imported here: reference imports this package
+    float64 balls decide most elements at float16/bfloat16/float32, double-double balls at float64;
+    the rest come from arb balls on the independent slices that hold them (:func:`arb_rounded`: the
+    precision doubles until both ends of each ball round alike).  ``slow`` counts the elements that
+    took arb."""
     the_op = get_op(op)
     dt = resolve_dtype(dtype)
     arrays = check_arguments(the_op, args, np.dtype(np.float64))
@@ -288,23 +406,23 @@ def rounded_reference(op: str, *args, dtype) -> RoundedReference:
     note = ""
     try:
         if dt == np.float64:
-            raise Unsupported("float64 target: 53-bit balls cannot decide float64 rounding")
-        balls = ball_evaluate(the_op.stable_formulation, *arrays)
-        decided = [_decide(m, r, dt) for m, r in balls]
+            balls = ball_evaluate(the_op.stable_formulation, *arrays, arithmetic="double-double")
+            decided = [decide_float64(h, l, r) for h, l, r in balls]
+        else:
+            balls = ball_evaluate(the_op.stable_formulation, *arrays)
+            decided = [_decide(m, r, dt) for m, r in balls]
     except Unsupported as exc:
         note = str(exc)
         decided = None
     if decided is None:
-        exact = reference(op, *arrays)
-        exact = exact if isinstance(exact, tuple) else (exact,)
-        values = tuple(_round_mpf(e, dt) for e in exact)
-        return RoundedReference(values, sum(v.size for v in values), sum(v.size for v in values), note)
-    values = [v for v, _ in decided]
+        values, unresolved = arb_rounded(the_op, arrays, dt)
+        total = sum(v.size for v in values)
+        return RoundedReference(tuple(values), total, total, note, unresolved)
+    values = [np.asarray(v).astype(dt) if dt == np.float64 else v for v, _ in decided]
     masks = [d for _, d in decided]
     slow = sum(int((~d).sum()) for d in masks)
-    if slow:
-        _fill_from_arb(the_op, arrays, outputs, values, masks)
-    return RoundedReference(tuple(values), sum(v.size for v in values), slow, note)
+    unresolved = _fill_from_arb(the_op, arrays, outputs, values, masks) if slow else 0
+    return RoundedReference(tuple(values), sum(v.size for v in values), slow, note, unresolved)
 
 
 def _round_mpf(exact, dt) -> np.ndarray:
@@ -342,9 +460,74 @@ def _round_mpf(exact, dt) -> np.ndarray:
         return round_float64(floats, dt)            # exact, or ±inf beyond the dtype's range
 
 
+ARB_START_BITS = 128
+ARB_MAX_BITS = 1 << 14
+
+
+def _ends(ball):
+    """(lower, upper) ``mpf`` bounds of an arb ball (its ends rounded outward at the context precision),
+    or None for a non-finite ball."""
+    if not ball.is_finite():
+        return None
+    return tuple(_make_mpf(from_man_exp(int(m), int(e))) for m, e in (ball.lower().man_exp(), ball.upper().man_exp()))
+
+
+def arb_rounded(op, arrays, dt) -> tuple[list[np.ndarray], int]:
+    """(values, unresolved): every output of ``op``'s reference formulation at exact ``arrays``, correctly
+    rounded to ``dt`` from arb balls — decided when both ends of an element's ball round to the same
+    value, precision doubling from 128 bits for the rest.  An element still open at
+    :data:`ARB_MAX_BITS` (an exact midpoint that arb cannot pin down) gets its ball's midpoint rounded,
+    the rule of :func:`numeric.reference.reference` (83 certified bits); ``unresolved`` counts them."""
+    import flint
+
+    from .arb_arrays import array_kernel
+    kernel = array_kernel(op.reference)
+    inputs = [np.asarray(np.frompyfunc(flint.arb, 1, 1)(np.asarray(a, dtype=np.float64)), dtype=object)
+              if np.ndim(a) else flint.arb(float(a)) for a in arrays]
+    values, open_ = None, None
+    bits = ARB_START_BITS
+    while True:
+        with flint.ctx.workprec(bits):
+            out = [np.asarray(o, dtype=object) for o in kernel.run(*inputs)]
+        if values is None:
+            values = [np.zeros(o.shape, dtype=dt) for o in out]
+            open_ = [np.ones(o.shape, dtype=bool) for o in out]
+        for v, o, todo in zip(values, out, open_):
+            idx = np.flatnonzero(todo)
+            with flint.ctx.workprec(bits + 64):     # the ends rounded outward at the context's precision
+                ends = [_ends(b) for b in o.ravel()[idx]]
+            finite = np.array([e is not None for e in ends], dtype=bool)
+            if not finite.any():
+                continue
+            lows = np.empty(int(finite.sum()), dtype=object)
+            highs = np.empty(int(finite.sum()), dtype=object)
+            lows[:], highs[:] = [e[0] for e in ends if e], [e[1] for e in ends if e]
+            a, b = _round_mpf(lows, dt), _round_mpf(highs, dt)
+            same = a.astype(np.float64) == b.astype(np.float64)
+            done = idx[finite][same]
+            v.reshape(-1)[done] = a[same]
+            todo.reshape(-1)[done] = False
+        if not any(t.any() for t in open_):
+            return values, 0
+        bits *= 2
+        if bits > ARB_MAX_BITS:
+            break
+    unresolved = 0
+    for v, o, todo in zip(values, out, open_):
+        idx = np.flatnonzero(todo)
+        if not all(b.is_finite() for b in o.ravel()[idx]):
+            from ..reference import ReferenceNotCertified
+            raise ReferenceNotCertified(f"{op.name}: arb balls still infinite at {ARB_MAX_BITS} bits")
+        mids = np.empty(len(idx), dtype=object)
+        mids[:] = [_make_mpf(from_man_exp(int(m), int(e))) for m, e in (b.mid().man_exp() for b in o.ravel()[idx])]
+        v.reshape(-1)[idx] = _round_mpf(mids, dt)
+        unresolved += len(idx)
+    return values, unresolved
+
+
 def _fill_from_arb(op, arrays, outputs, values, masks):
-    """Recompute undecided elements with arb on the independent slices holding them."""
-    from ..reference import reference
+    """Recompute undecided elements with arb on the independent slices holding them; returns how many
+    of them arb itself could not decide (see :func:`arb_rounded`)."""
     axis = op.independent_axis
     sliceable = all(axis in o.axes for o in outputs)
     if sliceable:
@@ -357,15 +540,15 @@ def _fill_from_arb(op, arrays, outputs, values, masks):
                for a, inp in zip(arrays, op.inputs)]
     else:
         sub = arrays
-    exact = reference(op.name, *sub)
-    exact = exact if isinstance(exact, tuple) else (exact,)
+    exact, unresolved = arb_rounded(op, sub, values[0].dtype)
     for k, (spec, e, mask) in enumerate(zip(outputs, exact, masks)):
         if sliceable:               # the slices' elements that the balls left open, and only those
             p = spec.axes.index(axis)
             target = np.moveaxis(values[k], p, 0)          # views: writes land in values[k]
             open_ = ~np.moveaxis(mask, p, 0)[idx]
             block = target[idx]
-            block[open_] = _round_mpf(np.moveaxis(np.asarray(e, dtype=object), p, 0)[open_], block.dtype)
+            block[open_] = np.moveaxis(e, p, 0)[open_]
             target[idx] = block
         else:
-            values[k][~mask] = _round_mpf(np.asarray(e, dtype=object)[~mask], values[k].dtype)
+            values[k][~mask] = e[~mask]
+    return unresolved
