@@ -1,17 +1,21 @@
-"""Wall time of one default ``check_gradient`` (200 examples + edge cases) per op and dtype on a correct
-implementation (no early stop), in one run, three ways:
+"""CPU time of one default ``check_gradient`` (200 examples + edge cases) per op and dtype on a correct
+implementation (no early stop), in one run:
 
-* **new**: the current checker (sensitivities in one batched JVP, whole-array arb reference);
-* **old**: the same checker with the former inner loop patched back in (one numpy JVP per input
-  element, the per-element arb reference with eager ``mpmath`` conversion) — verdicts and example counts
-  must be identical;
-* **gradcheck**: ``torch.autograd.gradcheck`` of the same function in torch, float64, one call at the
-  default domain's largest shapes (column skipped when torch is not installed).
+* **new**: the current checker, for the four CASES below and for the other families' backward ops
+  (``FAMILY_OPS``; the correct function is gradaudit's stable formulation of the op run in the dtype);
+* **old**: for the four CASES, the same checker with the former inner loop patched back in (one numpy
+  JVP per input element, the per-element arb reference with eager ``mpmath`` conversion) — verdicts
+  and example counts must be identical;
+* **gradcheck**: for the four CASES, ``torch.autograd.gradcheck`` of the same function in torch,
+  float64, one call at the default domain's largest shapes (column skipped when torch is not installed);
+* **large batches**: the new checker with one axis drawn up to 1024 (rows, or classes), float32.
 
-Times are CPU seconds of this process (``time.process_time``), since the machine is shared.
-Targets (issue 11): new ≤ 1 s for float16/bfloat16/float32 and ≤ 1.5 s for float64.
+Times are CPU seconds of this process (``time.process_time``, the least of ``--repeat`` runs), since
+the machine is shared.  Targets (issue 11): a default check ≤ 1 s for float16/bfloat16/float32 and
+≤ 1.5 s for float64; ≤ 10 s with batches up to 1024 rows or 1024 classes.  Each row says met/missed.
 
-Run: ``python bench/bench_check.py [--quick]`` (``--quick``: float32 and float64 only).
+Run: ``python bench/bench_check.py [--quick] [--repeat N] [--no-large]`` (``--quick``: float32 and
+float64 only, no large batches).
 """
 import contextlib
 import importlib
@@ -23,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 import numeric
+from derive import get_op
+from numeric.evaluate import evaluate
 
 condition = importlib.import_module("numeric.condition")
 reference = importlib.import_module("numeric.reference")     # the module (the package re-exports the function)
@@ -49,6 +55,40 @@ CASES = [
     ("cross_entropy_backward", example("cross_entropy_backward", "shifted")),
     ("batchnorm_backward", example("batchnorm_backward", "compact")),
 ]
+
+#: Backward ops of the other families, checked with their stable formulation (when registered).
+FAMILY_OPS = ("log_softmax_backward", "softmax_t_backward", "bce_with_logits_backward", "layer_norm_backward",
+              "rms_norm_backward")
+
+#: Large batches: (op, domain limits), one axis drawn up to 1024.
+LARGE = [("softmax_backward", {"batch": (1, 1024)}), ("softmax_backward", {"classes": (1, 1024)}),
+         ("cross_entropy_backward", {"batch": (1, 1024)}), ("cross_entropy_backward", {"classes": (1, 1024)}),
+         ("batchnorm_backward", {"rows": (1, 1024)}), ("layer_norm_backward", {"rows": (1, 1024)})]
+
+#: Seconds allowed per default check, by dtype; and with large batches.
+TARGET = {"float16": 1.0, "bfloat16": 1.0, "float32": 1.0, "float64": 1.5}
+LARGE_TARGET = 10.0
+
+
+def stable_formulation(op_name):
+    """A correct numpy implementation of ``op_name``: its stable formulation evaluated in the inputs' dtype."""
+    op = get_op(op_name)
+    form = op.stable_formulation.name
+
+    def fn(*args):
+        dtype = next(np.asarray(a).dtype for a, i in zip(args, op.inputs) if i.axes and not i.integer)
+        return evaluate(op_name, *args, dtype=dtype, formulation=form)
+    return fn
+
+
+def family_cases():
+    cases = []
+    for name in FAMILY_OPS:
+        try:
+            cases.append((name, stable_formulation(name)))
+        except ValueError:           # not registered in this checkout
+            pass
+    return cases
 
 
 def _sensitivities_per_direction(the_op, arrays):
@@ -105,23 +145,59 @@ def gradcheck_seconds(case, repeats=3):
     return min(timed(lambda: torch.autograd.gradcheck(fn, inputs))[0] for _ in range(repeats))
 
 
+def check_seconds(fn, op, dtype, repeat, **limits):
+    """(least CPU seconds of ``repeat`` default checks, the last result)."""
+    best, result = np.inf, None
+    for _ in range(repeat):
+        s, result = timed(lambda: numeric.check_gradient(fn, op, dtype=dtype, framework="numpy", **limits))
+        best = min(best, s)
+    return best, result
+
+
+def verdict(seconds, target):
+    return "met" if seconds <= target else "MISSED"
+
+
 def main():
-    dtypes = ("float32", "float64") if "--quick" in sys.argv else ("float16", "bfloat16", "float32", "float64")
+    quick = "--quick" in sys.argv
+    repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 1
+    dtypes = ("float32", "float64") if quick else ("float16", "bfloat16", "float32", "float64")
     torch = torch_cases()
     grad = {op: gradcheck_seconds(torch[op]) for op, _ in CASES} if torch else {}
-    print(f"{'op':24} {'dtype':8} {'new s':>6} {'old s':>6} {'old/new':>8} {'gradcheck s':>11} {'new/gradcheck':>13} "
-          f"{'examples':>8} ok  same verdict")
-    for op, fn in CASES:
+    print(f"{'op':26} {'dtype':8} {'new s':>6} {'target':>6} {'':6} {'old s':>6} {'old/new':>8} {'gradcheck s':>11} "
+          f"{'new/gradcheck':>13} {'examples':>8} ok    same verdict")
+    missed = []
+    for op, fn in CASES + family_cases():
         for dtype in dtypes:
-            numeric.check_gradient(fn, op, dtype=dtype, examples=3)          # compile kernels outside the timing
-            new_s, new = timed(lambda: numeric.check_gradient(fn, op, dtype=dtype))
-            with old_inner_loop():
-                old_s, old = timed(lambda: numeric.check_gradient(fn, op, dtype=dtype))
-            same = (new.ok, new.examples, new.failures) == (old.ok, old.examples, old.failures)
+            numeric.check_gradient(fn, op, dtype=dtype, examples=3, framework="numpy")   # compile kernels first
+            new_s, new = check_seconds(fn, op, dtype, repeat)
+            ok = verdict(new_s, TARGET[dtype])
+            if ok != "met":
+                missed.append(f"{op} {dtype}")
+            old_col, same = f"{'—':>6} {'—':>8}", "—"
+            if op in dict(CASES):
+                with old_inner_loop():
+                    old_s, old = timed(lambda: numeric.check_gradient(fn, op, dtype=dtype, framework="numpy"))
+                same = str((new.ok, new.examples, new.failures) == (old.ok, old.examples, old.failures))
+                old_col = f"{old_s:6.2f} {old_s / new_s:7.1f}x"
             g = grad.get(op)
             gcol = f"{g:11.4f} {new_s / g:12.0f}x" if g else f"{'—':>11} {'—':>13}"
-            print(f"{op:24} {dtype:8} {new_s:6.2f} {old_s:6.2f} {old_s / new_s:7.1f}x {gcol} {new.examples:8d} "
-                  f"{str(new.ok):5} {same}")
+            print(f"{op:26} {dtype:8} {new_s:6.2f} {TARGET[dtype]:6.1f} {ok:6} {old_col} {gcol} {new.examples:8d} "
+                  f"{str(new.ok):5} {same}", flush=True)
+    if not quick and "--no-large" not in sys.argv:
+        print(f"\nlarge batches (float32, new path; target ≤ {LARGE_TARGET:g} s)")
+        print(f"{'op':26} {'limits':22} {'new s':>6} {'':6} {'examples':>8} ok")
+        fns = dict(CASES + family_cases())
+        for op, limits in LARGE:
+            if op not in fns:
+                continue
+            s, result = check_seconds(fns[op], op, "float32", 1, **limits)
+            ok = verdict(s, LARGE_TARGET)
+            if ok != "met":
+                missed.append(f"{op} {limits}")
+            text = ", ".join(f"{k}={v}" for k, v in limits.items())
+            print(f"{op:26} {text:22} {s:6.2f} {ok:6} {result.examples:8d} {result.ok}", flush=True)
+    print("\nall targets met" if not missed else f"\ntargets missed: {'; '.join(missed)}")
 
 
 if __name__ == "__main__":

@@ -235,8 +235,15 @@ def _activations(draw, shape, axes, independent, max_mean, max_var, dt):
 def _statistics(per, max_mean, max_var):
     """Strategies of the per-slice means and stds of :func:`_activations` (shape ``per``)."""
     max_std = math.sqrt(max_var)
-    return (hnp.arrays(np.float64, per, elements=st.sampled_from([0.0, 1.0, max_mean]) | st.floats(-max_mean, max_mean)),
-            hnp.arrays(np.float64, per, elements=st.sampled_from([1.0, 0.0, 1e-3, max_std]) | st.floats(0, max_std)))
+    return (_dense(per, st.sampled_from([0.0, 1.0, max_mean]) | st.floats(-max_mean, max_mean)),
+            _dense(per, st.sampled_from([1.0, 0.0, 1e-3, max_std]) | st.floats(0, max_std)))
+
+
+def _dense(shape, elements):
+    """float64 arrays of ``shape`` with every element drawn on its own (a fixed-length tuple: half the
+    choices of ``hnp.arrays``, whose sparse draw spends an index and a continue flag on each element)."""
+    n = int(np.prod(shape))
+    return st.tuples(*[elements] * n).map(lambda t: np.array(t, dtype=np.float64).reshape(shape))
 
 
 _BOOLEANS = st.booleans()

@@ -23,7 +23,7 @@ from ..dtypes import resolve_dtype
 from .diagnose import diagnose
 from .edge_cases import edge_cases as make_edge_cases
 from .isolate import IsolationFailure, run_isolated
-from .judge import judge_example, scale_measure
+from .judge import TruthCache, judge_example, scale_measure
 from .result import KINDS, CheckResult, Finding
 
 __all__ = ["check_gradient", "assert_gradient", "MAX_EXAMPLES", "DEFAULT_TIMEOUT"]
@@ -45,9 +45,10 @@ class _Judge:
     def __init__(self, fn, op, dtype):
         self.fn, self.op, self.dtype = fn, op, dtype
         self.measures: dict = {"pass": []}
+        self.truths = TruthCache()
 
     def __call__(self, args) -> list:
-        findings, _ = judge_example(self.fn, self.op, self.dtype, args)
+        findings, _ = judge_example(self.fn, self.op, self.dtype, args, self.truths)
         kinds = {f.kind for f in findings if f.severity == "error"} or {"pass"}
         value = self.measure(args)[1]
         for kind in kinds:
