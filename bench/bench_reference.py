@@ -8,6 +8,8 @@
    certification rule (radius ≤ 2^-83 |mid|).  Target (issue 11): reference within 1.5× of the loop.
 3. the fast certified path (``numeric.engines.fast.rounded_reference``, float64 balls, arb for what they
    leave open) against the arb reference rounded to the same dtype, with how many elements took arb.
+4. the same for float64 targets, where the fast path runs in double-double balls: softmax 4096×10 and
+   batch norm 4096×8 (plus adversarial variants), double-double against arb, with the slow count.
 
 Run: ``python bench/bench_reference.py [--no-child]`` (``--no-child`` skips the pure-Python mpmath run).
 """
@@ -109,7 +111,7 @@ def fast_path():
                                                       rng.standard_normal((1024, 4)), 1e-5))}
     read = np.frompyfunc(float, 1, 1)
     for label, (op, args) in cases.items():
-        for dtype in ("bfloat16", "float32", "float64"):
+        for dtype in ("bfloat16", "float32"):
             result = rounded_reference(op, *args, dtype=dtype)
             fast = best_seconds(lambda: rounded_reference(op, *args, dtype=dtype), repeats=3)
             slow = best_seconds(lambda: [read(o) for o in (lambda r: r if isinstance(r, tuple) else (r,))(
@@ -118,12 +120,40 @@ def fast_path():
                   f"{result.slow:6d}/{result.total}")
 
 
+def double_double_path():
+    """float64 targets: double-double balls (arb for what they leave open) against arb alone (the
+    whole-array reference, every element read as a float), on the same inputs in one run."""
+    from numeric.engines.fast import rounded_reference
+    from numeric.reference import reference
+    rng = np.random.default_rng(2)
+    cases = {"softmax 4096×10": ("softmax", (5 * rng.standard_normal((4096, 10)),)),
+             "softmax 4096×10, logits ±700": ("softmax", (rng.choice([-700.0, 700.0], (4096, 10))
+                                                          + rng.standard_normal((4096, 10)),)),
+             "batchnorm 4096×8": ("batchnorm", (rng.standard_normal((4096, 8)), rng.standard_normal(8),
+                                                rng.standard_normal(8), 1e-5)),
+             "batchnorm 4096×8, mean 1e8": ("batchnorm", (1e8 + rng.standard_normal((4096, 8)),
+                                                          rng.standard_normal(8), rng.standard_normal(8), 1e-5)),
+             "batchnorm_backward 4096×8": ("batchnorm_backward", (rng.standard_normal((4096, 8)),
+                                                                  rng.standard_normal(8),
+                                                                  rng.standard_normal((4096, 8)), 1e-5))}
+    read = np.frompyfunc(float, 1, 1)
+    print(f"\n{'float64 target':32} {'double-double':>13} {'arb':>9} {'speed-up':>9} {'took arb':>13}")
+    for label, (op, args) in cases.items():
+        result = rounded_reference(op, *args, dtype="float64")          # also compiles and builds tables
+        dd_time = best_seconds(lambda: rounded_reference(op, *args, dtype="float64"), repeats=3)
+        arb_time = best_seconds(lambda: [read(o) for o in (lambda r: r if isinstance(r, tuple) else (r,))(
+            reference(op, *args))], repeats=3)
+        print(f"{label:32} {dd_time * 1e3:11.1f}ms {arb_time * 1e3:7.1f}ms {arb_time / dd_time:8.1f}x "
+              f"{result.slow:6d}/{result.total}")
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(rate("mpmath")))
         return
     against_the_flint_loop()
     fast_path()
+    double_double_path()
     if "--no-child" in sys.argv:
         return
     import mpmath.libmp

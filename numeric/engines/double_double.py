@@ -11,22 +11,30 @@ for basic building blocks of double-word arithmetic", ACM TOMS 44(2), 2017 (JMP)
 * addition is AccurateDWPlusDW (JMP Alg. 6) with its two Fast2Sum steps replaced by 2Sum (exact for any
   operand order), so the only roundings are the two plain additions ``c = s_l + t_h`` and
   ``w = t_l + v_l``; the error is at most u|c| + u|w| (u = 2^-53; RN error ≤ half an ulp of the
-  result ≤ u·|result|; a sum that underflows is exact).  JMP prove this is ≤ 3u²/(1 − 4u)·|x + y|; we
-  use the per-element terms (never larger) so no theorem constant is needed.
+  result ≤ u·|result|; a sum that underflows is exact), and the radius adds 2u(|c| + |w|), which also
+  covers the rounding of 2u|c| itself.  JMP prove the algorithm's error is ≤ 3u²/(1 − 4u)·|x + y|;
+  the per-element terms need neither their theorem nor its precondition (normalised operands).
 * multiplication is DWTimesDW1 (JMP Alg. 10): 2Prod(x_h, y_h) (Dekker's product with Veltkamp's split;
-  exact when |x_h|, |y_h| < 2^995 and |x_h y_h| ≥ 2^-960, else the plain product with error
-  ≤ u|p| + η) plus the cross terms x_h y_l + x_l y_h; the neglected x_l y_l and the four roundings are
-  added term by term (JMP's bound for the same algorithm: 7u²·|xy|).
+  exact unless Veltkamp's split overflows (|x_h| or |y_h| ≥ 2^996: a non-finite error term) or a
+  product of nonzero factors falls below 2^-960; there the plain product with error ≤ u|p| + η) plus
+  the cross terms x_h y_l + x_l y_h; the neglected x_l y_l and the four roundings (2u|result| each,
+  + 8η where a product may underflow) are added term by term (JMP's bound for the same algorithm,
+  normalised operands: 7u²·|xy|).
 * division and square root take a double-double guess (one correction step, as JMP's DWDivDW) and then
   bound its error *a posteriori* from the residual computed in ball arithmetic:
   |x/y − q| = |x − q·y| / |y| and |√x − q| = |x − q²| / (√x + q) ≤ |x − q²| / q, so the rigour rests on
   addition and multiplication only.
-* ``exp``: x = k ln2 + j/32 + r with |r| ≤ 1/64 + ε, exp(x) = 2^k · T_j · P(r), T_j = e^(j/32) as
-  double-double balls from mpmath, ln 2 split Cody–Waite style so that k ln 2 is nearly exact, P the degree-13 Taylor polynomial by Horner in ball arithmetic,
-  plus the Lagrange remainder ρ^14/14!·e^ρ (ρ ≥ |r|).  ``log``: y₀ = numpy's log(x_h) is only a
-  guess; t = x·e^(−y₀) − 1 in ball arithmetic, log x = y₀ + log(1 + t), and
-  |log(1 + t) − t| ≤ t²/(2(1 − |t|)).  ``log1p``: the same with 1 + x, and for |x| < 2^-20 the
-  alternating Taylor series x − x²/2 + … − x¹²/12 for |x| < 2^-10, remainder |x|^13/(13(1 − |x|)).
+* ``exp``: x = k ln2 + j/512 + r with |r| ≤ 1/1024 + ε, exp(x) = 2^k · T_j · P(r); T_j = e^(j/512) are
+  double-double balls from mpmath, ln 2 is split Cody–Waite style so that k ln 2 is nearly exact, P is
+  the degree-9 Taylor polynomial by Horner in ball arithmetic (the terms from r⁵/5! on, below 2^-56,
+  in float64 balls; the rest in double-double), plus the Lagrange remainder ρ^10/10!·e^ρ (ρ ≥ |r|):
+  about 2^-102 relative.
+* ``log``: y₀ = numpy's log(x_h) is only a guess; t = x·e^(−y₀) − 1 in ball arithmetic,
+  log x = y₀ + log(1 + t), and |log(1 + t) − t| ≤ t²/(2(1 − |t|)).  ``log1p``: the same rule on the
+  double-double 1 + x, and for |x| < 2^-10 the alternating Taylor series x − x²/2 + … − x¹²/12 with
+  remainder |x|^13/(13(1 − |x|)).
+* addition and multiplication keep an exact zero (or an exact float64 product) at radius 0, so an
+  output that is exactly 0 can be decided.
 
 The radius formulas are evaluated in round-to-nearest and then inflated by (1 + 2^-40), far above the
 relative loss of their few roundings; η = 2^-1074 (smallest subnormal) is added wherever a product may
@@ -67,21 +75,15 @@ def _split(a):
 
 def two_prod(a, b):
     """(p, e, err): p = fl(ab); p + e = ab exactly where Dekker's product is exact (err = 0), else e = 0
-    and err = u|p| + η bounds |ab − p|."""
+    and err = u|p| + η bounds |ab − p| (a split beyond 2^995 gives a non-finite e; a product below
+    2^-960 may leave e outside float64)."""
     p = a * b
     ah, al = _split(a)
     bh, bl = _split(b)
     e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
     ap = np.abs(p)
-    safe = (np.abs(a) < _SPLIT_MAX) & (np.abs(b) < _SPLIT_MAX) & ((ap >= _PROD_MIN) | (p == 0) & ((a == 0) | (b == 0)))
-    return p, np.where(safe, e, 0.0), np.where(safe, 0.0, U * ap + ETA)
-
-
-def _rounding(result, exact):
-    """Bound on the RN error of one operation that produced ``result``: 2u|result| (covers the
-    subnormal range too, where sums are exact and 2u|result| ≥ η/2 for products that stay normal), 0
-    where ``exact`` says the operation could not round."""
-    return np.where(exact, 0.0, 2 * U * np.abs(result))
+    unsafe = ~np.isfinite(e) | ((ap < _PROD_MIN) & (a != 0) & (b != 0))
+    return p, np.where(unsafe, 0.0, e), np.where(unsafe, U * ap + ETA, 0.0)
 
 
 def point(hi, lo=0.0):
@@ -119,7 +121,8 @@ def neg(x):
 
 
 def add(x, y):
-    """x + y (AccurateDWPlusDW with 2Sum; see the module docstring)."""
+    """x + y (AccurateDWPlusDW with 2Sum; see the module docstring).  An exact zero stays a zero of
+    radius 0 (then c = w = 0)."""
     (xh, xl, xr), (yh, yl, yr) = x, y
     sh, sl = two_sum(xh, yh)
     th, tl = two_sum(xl, yl)
@@ -127,8 +130,7 @@ def add(x, y):
     vh, vl = two_sum(sh, c)
     w = tl + vl
     zh, zl = two_sum(vh, w)
-    err = _rounding(c, (sl == 0) | (th == 0)) + _rounding(w, (tl == 0) | (vl == 0))
-    return zh, zl, (xr + yr + err) * INFLATE
+    return zh, zl, (xr + yr + 2 * U * (np.abs(c) + np.abs(w))) * INFLATE
 
 
 def sub(x, y):
@@ -136,7 +138,8 @@ def sub(x, y):
 
 
 def mul(x, y):
-    """x · y (DWTimesDW1 plus the neglected x_l y_l as an error term; see the module docstring)."""
+    """x · y (DWTimesDW1 plus the neglected x_l y_l as an error term; see the module docstring).  Exact
+    float64 operands (x_l = y_l = 0, radius 0) whose 2Prod is exact give radius 0."""
     (xh, xl, xr), (yh, yl, yr) = x, y
     ph, pl, perr = two_prod(xh, yh)
     t1 = xh * yl
@@ -144,15 +147,13 @@ def mul(x, y):
     t = t1 + t2
     c = pl + t
     zh, zl = two_sum(ph, c)
-    x0, y0 = (xl == 0), (yl == 0)
-    err = (perr + np.abs(xl) * np.abs(yl)
-           + np.where(y0 | (xh == 0), 0.0, 2 * U * np.abs(t1) + ETA)
-           + np.where(x0 | (yh == 0), 0.0, 2 * U * np.abs(t2) + ETA)
-           + _rounding(t, (t1 == 0) | (t2 == 0)) + _rounding(c, (pl == 0) | (t == 0)))
-    ax, ay = np.abs(xh) + np.abs(xl), np.abs(yh) + np.abs(yl)
+    axl, ayl = np.abs(xl), np.abs(yl)
+    # roundings of t1, t2, t (each ≤ 2u|result|, + η if a product underflows) and of c (exact when t = 0)
+    cross = axl + ayl
+    err = perr + axl * ayl + 2 * U * (np.abs(t1) + np.abs(t2) + np.abs(t) + np.abs(c) * (t != 0))
+    ax, ay = np.abs(xh) + axl, np.abs(yh) + ayl
     raw = ax * yr + ay * xr + xr * yr + err
-    fuzzy = (xr > 0) | (yr > 0) | (err > 0)
-    return zh, zl, raw * INFLATE + np.where(fuzzy, 8 * ETA, 0.0)
+    return zh, zl, raw * INFLATE + (8 * ETA) * ((xr + yr + cross + perr) > 0)
 
 
 def _lower_magnitude(x):
@@ -234,7 +235,10 @@ def power(x, n: int):
 
 # --- exp -------------------------------------------------------------------------------------------
 
-_DEGREE = 13                 # |r| ≤ 1/64 + ε: ρ^14/14! < 2^-120
+_STEP = 512                  # x = k ln2 + j/512 + r: |r| ≤ 1/1024 + ε
+_J = 178                     # |k ln2 − x| ≤ ln2/2 + ε < 178/512
+_DD_TERMS = 5                # 1/i! for i < 5 in double-double Horner steps
+_DEGREE = 9                  # ρ^10/10!·e^ρ < 2^-121 for ρ ≤ 2^-9.9
 
 
 @lru_cache(maxsize=None)
@@ -246,10 +250,27 @@ def _exp_tables():
         c1 = mpmath.floor(exact * 2 ** 42) / 2 ** 42
         c2 = mpmath.nint((exact - c1) * 2 ** 84) / 2 ** 84
         ln2 = (float(c1), float(c2), constant(exact - c1 - c2))
-        coeffs = [constant(1 / mpmath.factorial(i), exact=i < 3) for i in range(_DEGREE + 1)]
-        table = [constant(mpmath.exp(mpmath.mpf(j) / 32)) for j in range(-12, 13)]
+        coeffs = [constant(1 / mpmath.factorial(i), exact=i < 3) for i in range(_DD_TERMS)]
+        tail = [1 / mpmath.factorial(i) for i in range(_DD_TERMS, _DEGREE + 1)]
+        tail = [(float(c), float(abs(c - float(c)) * 2)) for c in tail]     # float64 value, error bound
+        table = [constant(mpmath.exp(mpmath.mpf(j) / _STEP)) for j in range(-_J, _J + 1)]
         table = tuple(np.array([t[i] for t in table]) for i in range(3))
-    return ln2, coeffs, table
+    return ln2, coeffs, tail, table
+
+
+def _tail(r, tail):
+    """Σ_{i ≥ 5} r^(i−5)/i! as a double-double ball whose low part is 0: Horner in float64 balls (each
+    product and sum adds u|result| + η, coefficients carry their own rounding).  Multiplied by r⁵
+    (|r| ≤ 2^-9.9) its terms are below 2^-56, so float64's few-u error costs about 2^-107 absolute."""
+    rh = r[0]
+    delta = np.abs(r[1]) + r[2]
+    m, rad = np.float64(tail[-1][0]), np.float64(tail[-1][1])
+    for c, c_err in tail[-2::-1]:
+        prod = m * rh
+        rad = np.abs(m) * delta + (np.abs(rh) + delta) * rad + U * np.abs(prod) + ETA
+        m = prod + c
+        rad = (rad + c_err + U * np.abs(m)) * INFLATE
+    return m, np.zeros_like(m), rad
 
 
 def _scale(x, k):
@@ -263,7 +284,7 @@ def _scale(x, k):
 def exp(x):
     """e^x for every point of the ball; an enclosure [0, η] where e^x < 2^-1076 on the whole ball."""
     xh, xl, xr = x
-    ln2, coeffs, table = _exp_tables()
+    ln2, coeffs, tail, table = _exp_tables()
     top = xh + np.abs(xl) + xr
     under = top < -746.0                       # e^x < 2^-1076 < η on the whole ball
     over = ~(xh - np.abs(xl) - xr <= 709.0)    # may overflow (or nan): left to arb
@@ -271,16 +292,16 @@ def exp(x):
         xs = (np.where(under | over, 0.0, xh), np.where(under | over, 0.0, xl), np.where(under | over, 0.0, xr))
         k = np.rint(xs[0] / math.log(2))
         r0 = sub(sub(sub(xs, point(k * ln2[0])), point(k * ln2[1])), mul(point(k), ln2[2]))
-        j = np.clip(np.rint(r0[0] * 32), -12, 12)
-        r = sub(r0, point(j / 32))
+        j = np.clip(np.rint(r0[0] * _STEP), -_J, _J)
+        r = sub(r0, point(j / _STEP))
         rho = _upper_magnitude(r)
-        p = coeffs[_DEGREE]
-        for i in range(_DEGREE - 1, -1, -1):
+        p = _tail(r, tail)
+        for i in range(_DD_TERMS - 1, -1, -1):
             p = add(mul(p, r), coeffs[i])
         remainder = rho ** (_DEGREE + 1) / math.factorial(_DEGREE + 1) * np.exp(np.minimum(rho, 1.0)) * 2
-        remainder = np.where(rho < 0.5, remainder, np.inf)
+        remainder = np.where(rho < 2.0 ** -9, remainder, np.inf)
         p = (p[0], p[1], p[2] + remainder)
-        idx = (j + 12).astype(np.intp)
+        idx = (j + _J).astype(np.intp)
         e = mul((table[0][idx], table[1][idx], table[2][idx]), p)
         h, l, rad = _scale(e, k.astype(np.int64))
     return (np.where(under, 0.0, np.where(over, np.inf, h)), np.where(under | over, 0.0, l),

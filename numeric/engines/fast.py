@@ -472,10 +472,22 @@ def _ends(ball):
     return tuple(_make_mpf(from_man_exp(int(m), int(e))) for m, e in (ball.lower().man_exp(), ball.upper().man_exp()))
 
 
+def _end_float(upper: bool):
+    def end(ball):
+        if not ball.is_finite():
+            return math.nan
+        return float(ball.upper() if upper else ball.lower())
+    return np.frompyfunc(end, 1, 1)
+
+
+_LOWER, _UPPER = _end_float(False), _end_float(True)
+
+
 def arb_rounded(op, arrays, dt) -> tuple[list[np.ndarray], int]:
     """(values, unresolved): every output of ``op``'s reference formulation at exact ``arrays``, correctly
     rounded to ``dt`` from arb balls — decided when both ends of an element's ball round to the same
-    value, precision doubling from 128 bits for the rest.  An element still open at
+    value (for float64 by arb's own conversion of each end, which rounds to nearest even, subnormals
+    included), precision doubling from 128 bits for the rest.  An element still open at
     :data:`ARB_MAX_BITS` (an exact midpoint that arb cannot pin down) gets its ball's midpoint rounded,
     the rule of :func:`numeric.reference.reference` (83 certified bits); ``unresolved`` counts them."""
     import flint
@@ -494,6 +506,13 @@ def arb_rounded(op, arrays, dt) -> tuple[list[np.ndarray], int]:
             open_ = [np.ones(o.shape, dtype=bool) for o in out]
         for v, o, todo in zip(values, out, open_):
             idx = np.flatnonzero(todo)
+            if dt == np.float64:                    # float() of an exact arb rounds to nearest even
+                with flint.ctx.workprec(bits + 64):
+                    a, b = (np.asarray(f(o.ravel()[idx]), dtype=np.float64) for f in (_LOWER, _UPPER))
+                same = (a == b) & ~np.isnan(a)
+                v.reshape(-1)[idx[same]] = a[same]
+                todo.reshape(-1)[idx[same]] = False
+                continue
             with flint.ctx.workprec(bits + 64):     # the ends rounded outward at the context's precision
                 ends = [_ends(b) for b in o.ravel()[idx]]
             finite = np.array([e is not None for e in ends], dtype=bool)
