@@ -21,12 +21,14 @@ import itertools
 import json
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import sympy as sp
 
 from . import cache
 from .op import Op
+from .program import Reduce
 from .symbolic import input_symbols, run_symbolic
 
 __all__ = ["is_zero", "ProofResult", "prove_op", "cache_dir"]
@@ -36,6 +38,13 @@ def _generator(prefix: str, key: sp.Expr) -> sp.Symbol:
     digest = hashlib.sha1(sp.srepr(key).encode()).hexdigest()[:10]
     name = f"{prefix}_{key.name}" if isinstance(key, sp.Symbol) else f"{prefix}_{digest}"
     return sp.Symbol(name, positive=True)
+
+
+@lru_cache(maxsize=4096)
+def _root_generator(base: sp.Expr, q: int) -> tuple[sp.Symbol, sp.Expr]:
+    """The generator ``R_u`` standing for ``u**(1/q)`` and the expanded base ``u`` (once per process)."""
+    base = sp.expand(sp.together(base))
+    return _generator("R", sp.Tuple(base, q)), base
 
 
 def _normal_form(expr: sp.Expr) -> tuple[sp.Expr, dict]:
@@ -63,8 +72,7 @@ def _normal_form(expr: sp.Expr) -> tuple[sp.Expr, dict]:
             {sp.log(g): a for g, a in logs_of.items()})
 
     def root_rule(e):
-        base = sp.expand(sp.together(e.base))
-        gen = _generator("R", sp.Tuple(base, e.exp.q))
+        gen, base = _root_generator(e.base, e.exp.q)
         roots[gen] = (base, e.exp.q)
         return gen ** e.exp.p
 
@@ -111,8 +119,16 @@ def _sign_cases(expr: sp.Expr) -> list[sp.Expr]:
 
 
 def is_zero(expr: sp.Expr) -> bool:
-    """True when ``expr`` is identically zero (on the real domain where exps and roots are positive)."""
-    return all(_is_zero_case(case) for case in _sign_cases(_prepare(sp.sympify(expr))))
+    """True when ``expr`` is identically zero (on the real domain where exps and roots are positive).
+
+    Decided once per process for each distinct expression (an in-process memo: the answer depends on the
+    expression alone)."""
+    return _is_zero_memo(sp.sympify(expr))
+
+
+@lru_cache(maxsize=8192)
+def _is_zero_memo(expr: sp.Expr) -> bool:
+    return all(_is_zero_case(case) for case in _sign_cases(_prepare(expr)))
 
 
 def _is_zero_case(expr: sp.Expr) -> bool:
@@ -182,8 +198,73 @@ def _valid_proof(op: Op):
     return validate
 
 
-def _entries_equal(a: dict, b: dict) -> bool:
-    return all(is_zero(a[idx] - b[idx]) for idx in b)
+class _Relabel:
+    """Renamings of the symbols of one proof size that swap two index values on some axes.
+
+    The symbols are the inputs' elements (``x_2_0``) and the per-index symbols of the ``max`` reductions
+    of ``forms`` (``m_1``), each known with its axes and index.  :meth:`of` gives, for an entry at ``idx``
+    of a value with axes ``axes``, the simultaneous renaming that swaps index 0 with ``idx[a]`` on every
+    axis ``a`` of the value (for every symbol carrying that axis), and only when that map is a permutation
+    of real symbols (else no renaming).  An expression is identically zero exactly when its renamed copy
+    is, so this is sound whatever the op.  Entries equal up to relabelling of indices (row 3 of a
+    batch-norm gradient is row 0 with rows 0 and 3 swapped) then become the same expression as the entry
+    at index 0 and are decided once (:func:`is_zero` remembers it); an entry whose renamed copy differs is
+    simply decided on its own.  Nothing is assumed about the op's symmetry."""
+
+    def __init__(self, op: Op, lengths: dict, inputs: dict, forms=()):
+        self.family: dict[sp.Symbol, tuple] = {}      # symbol -> (name, axes, idx), first role seen
+        self.members: dict[tuple, sp.Symbol] = {}      # (name, axes, idx) -> symbol
+        self._made: dict = {}
+        axes = op.reference.axes()
+        for name, entries in inputs.items():
+            for idx, sym in entries.items():
+                if isinstance(sym, sp.Symbol) and name in axes:
+                    self._add(sym, (name, tuple(axes[name]), idx))
+        for form in (op.reference, *forms):
+            form_axes = form.axes()
+            for step in form.steps:
+                if isinstance(step, Reduce) and step.op not in ("sum", "mean"):
+                    step_axes = tuple(form_axes[step.name])
+                    if not all(a in lengths for a in step_axes):
+                        continue
+                    for idx in itertools.product(*(range(lengths[a]) for a in step_axes)):
+                        sym = sp.Symbol("_".join([step.name, *map(str, idx)]), real=True)
+                        self._add(sym, (step.name, step_axes, idx))
+
+    def _add(self, sym, key):
+        if sym not in self.family and key not in self.members:
+            self.family[sym], self.members[key] = key, sym
+
+    def of(self, axes, idx) -> dict:
+        """The renaming that swaps 0 and ``idx[k]`` on axis ``axes[k]`` ({} when there is nothing to swap
+        or the map would not be a permutation of symbols)."""
+        swap = tuple((a, i) for a, i in zip(axes, idx) if i)
+        if not swap:
+            return {}
+        if swap not in self._made:
+            to = dict(swap)
+
+            def moved(a, j):
+                t = to.get(a)
+                return j if t is None else t if j == 0 else 0 if j == t else j
+            rename = {}
+            for sym, (name, sym_axes, j) in self.family.items():
+                k = tuple(moved(a, x) for a, x in zip(sym_axes, j))
+                if k != j:
+                    rename[sym] = self.members.get((name, sym_axes, k))
+            values = list(rename.values())
+            permutation = None not in values and len(set(values)) == len(values) and set(values) == set(rename)
+            self._made[swap] = rename if permutation else {}
+        return self._made[swap]
+
+
+def _entries_equal(a: dict, b: dict, axes=(), relabel: _Relabel | None = None) -> bool:
+    """Every entry of ``a`` equals the same entry of ``b`` (values with ``axes``), each difference renamed
+    by ``relabel`` first (entries equal up to relabelling are then decided once)."""
+    def renamed(idx, diff):
+        rename = relabel.of(axes, idx) if relabel is not None else {}
+        return diff.xreplace(rename) if rename else diff
+    return all(is_zero(renamed(idx, a[idx] - b[idx])) for idx in b)
 
 
 def _symbolic_inputs(op: Op, lengths: dict):
@@ -215,11 +296,14 @@ def _prove_fresh(op: Op) -> ProofResult:
             for name, form in op.formulations.items():
                 if ok[name]:
                     got = run_symbolic(form, lengths, inputs)
-                    ok[name] = all(_entries_equal(got[o.name], truth[o.name]) for o in op.outputs)
+                    relabel = _Relabel(op, lengths, inputs, (form,))
+                    ok[name] = all(_entries_equal(got[o.name], truth[o.name], o.axes, relabel) for o in op.outputs)
             for m in op.mistakes:
                 if not differs[m.name]:
                     got = run_symbolic(m.formulation, lengths, inputs)
-                    differs[m.name] = not all(_entries_equal(got[o.name], truth[o.name]) for o in op.outputs)
+                    relabel = _Relabel(op, lengths, inputs, (m.formulation,))
+                    differs[m.name] = not all(_entries_equal(got[o.name], truth[o.name], o.axes, relabel)
+                                              for o in op.outputs)
         for name in op.formulations:
             sizes.setdefault(name, []).append({"lengths": lengths, "proved": ok[name]})
     generic = [{"statement": g.statement, "setting": g.setting,
@@ -235,7 +319,9 @@ def _prove_fresh(op: Op) -> ProofResult:
                     inputs = inv.normalize(inputs)
                 outs = run_symbolic(op.reference, lengths, inputs)
                 res = run_symbolic(inv.residual, lengths, {**inputs, **{o.name: outs[o.name] for o in op.outputs}})
-                holds = holds and all(is_zero(e) for e in res["r"].values())
+                zero = {idx: sp.Integer(0) for idx in res["r"]}
+                holds = holds and _entries_equal(res["r"], zero, inv.residual.axes()["r"],
+                                                 _Relabel(op, lengths, inputs, (inv.residual,)))
             proved_at.append((lengths, holds))
         invariants.append({"name": inv.name, "latex": inv.latex,
                            "sizes": [l for l, _ in proved_at], "proved": all(ok for _, ok in proved_at)})

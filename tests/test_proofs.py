@@ -87,3 +87,41 @@ def test_indexed_generic_claims_are_proved_and_a_wrong_one_is_not():
     op = replace(OPS["softmax_jacobian"], generic=(claim, wrong))
     result = prove_op(op, use_cache=False)
     assert [g["proved"] for g in result.generic] == [True, False]
+
+
+def _softmax_entries(k):
+    from derive import proof
+    op = OPS["softmax"]
+    lengths = {"b": 1, "k": k}
+    inputs = next(proof._symbolic_inputs(op, lengths))
+    truth = op.definition(lengths, inputs)["s"]
+    return proof, op, lengths, inputs, truth
+
+
+def test_an_entry_wrong_only_off_index_zero_is_caught_despite_relabelling():
+    # Entry 2 holds entry 0's value: renamed by swapping indices 0 and 2 its difference is s_2 − s_0, not 0.
+    proof, op, lengths, inputs, truth = _softmax_entries(3)
+    relabel = proof._Relabel(op, lengths, inputs, (op.formulations["shifted"],))
+    wrong = {**truth, (0, 2): truth[(0, 0)]}
+    assert not proof._entries_equal(wrong, truth, ("b", "k"), relabel)
+    assert proof._entries_equal(truth, truth, ("b", "k"), relabel)
+    # the renaming is a bijection of the input symbols (swap z_0_0 and z_0_2, keep z_0_1)
+    z = inputs["z"]
+    assert relabel.of(("b", "k"), (0, 2)) == {z[(0, 0)]: z[(0, 2)], z[(0, 2)]: z[(0, 0)]}
+
+
+def test_entries_equal_up_to_relabelling_are_decided_once(monkeypatch):
+    proof, op, lengths, inputs, truth = _softmax_entries(4)
+    form = op.formulations["shifted"]
+    from derive.symbolic import run_symbolic
+    got = run_symbolic(form, lengths, inputs)["s"]
+    calls = []
+    real = proof._is_zero_case
+    monkeypatch.setattr(proof, "_is_zero_case", lambda e: calls.append(e) or real(e))
+    proof._is_zero_memo.cache_clear()
+    assert proof._entries_equal(got, truth, ("b", "k"), proof._Relabel(op, lengths, inputs, (form,)))
+    assert len(calls) == 1                 # 4 entries, one normal form
+    proof._is_zero_memo.cache_clear()
+    calls.clear()
+    assert proof._entries_equal(got, truth)         # without relabelling: every entry on its own
+    assert len(calls) == 4
