@@ -49,7 +49,7 @@ from functools import lru_cache
 import mpmath
 import numpy as np
 
-__all__ = ["two_sum", "two_prod", "point", "constant", "add", "neg", "sub", "mul", "div", "sqrt", "exp", "log",
+__all__ = ["two_sum", "two_prod", "point", "constant", "add", "add_float", "neg", "sub", "mul", "div", "sqrt", "exp", "log",
            "log1p", "absolute", "power", "tree_sum", "maximum", "normalise", "U", "ETA"]
 
 U = 2.0 ** -53
@@ -131,6 +131,16 @@ def add(x, y):
     w = tl + vl
     zh, zl = two_sum(vh, w)
     return zh, zl, (xr + yr + 2 * U * (np.abs(c) + np.abs(w))) * INFLATE
+
+
+def add_float(x, f, f_err=0.0):
+    """x + f for a float64 array f known to within ``f_err`` (DWPlusFP, JMP Alg. 4, with 2Sum: the only
+    rounding is v = x_l + s_l, at most 2u|v|)."""
+    xh, xl, xr = x
+    sh, sl = two_sum(xh, f)
+    v = xl + sl
+    zh, zl = two_sum(sh, v)
+    return zh, zl, (xr + f_err + 2 * U * np.abs(v)) * INFLATE
 
 
 def sub(x, y):
@@ -291,13 +301,17 @@ def exp(x):
     with np.errstate(all="ignore"):
         xs = (np.where(under | over, 0.0, xh), np.where(under | over, 0.0, xl), np.where(under | over, 0.0, xr))
         k = np.rint(xs[0] / math.log(2))
-        r0 = sub(sub(sub(xs, point(k * ln2[0])), point(k * ln2[1])), mul(point(k), ln2[2]))
+        # k·c1, k·c2 exact; k·c3 (below 2^-74) rounded once: error ≤ u|k c3_h| + |k|(|c3_l| + rad c3)
+        kc3 = k * ln2[2][0]
+        kc3_err = 2 * U * np.abs(kc3) + np.abs(k) * (abs(ln2[2][1]) + ln2[2][2])
+        r0 = add_float(add_float(add_float(xs, -k * ln2[0]), -k * ln2[1]), -kc3, kc3_err)
         j = np.clip(np.rint(r0[0] * _STEP), -_J, _J)
-        r = sub(r0, point(j / _STEP))
+        r = add_float(r0, -j / _STEP)
         rho = _upper_magnitude(r)
         p = _tail(r, tail)
         for i in range(_DD_TERMS - 1, -1, -1):
-            p = add(mul(p, r), coeffs[i])
+            c = coeffs[i]
+            p = add_float(mul(p, r), c[0]) if c[1] == 0 and c[2] == 0 else add(mul(p, r), c)
         remainder = rho ** (_DEGREE + 1) / math.factorial(_DEGREE + 1) * np.exp(np.minimum(rho, 1.0)) * 2
         remainder = np.where(rho < 2.0 ** -9, remainder, np.inf)
         p = (p[0], p[1], p[2] + remainder)
