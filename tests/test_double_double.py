@@ -309,3 +309,57 @@ def test_a_user_op_with_closed_constants_runs_in_double_double(monkeypatch):
         want = exact_rounding(name, args, (exact,))[0]
         np.testing.assert_array_equal(got.values[0], want)
         assert got.slow < got.total
+
+
+# --- "30 bits beyond": double-double values certified to a number of bits ----------------------------
+
+def arb_truth(name, args, bits=2048):
+    """Each output's exact value as mpf, from arb balls at ``bits`` (checked to be 1000 bits accurate or
+    a tiny zero)."""
+    import flint
+
+    from numeric.engines.arb_arrays import array_kernel
+    inputs = [np.asarray(np.frompyfunc(flint.arb, 1, 1)(np.asarray(a, dtype=np.float64)), dtype=object)
+              if np.ndim(a) else flint.arb(float(a)) for a in args]
+    with flint.ctx.workprec(bits):
+        out = array_kernel(derive.get_op(name).reference).run(*inputs)
+        result = []
+        for o in out:
+            values = np.empty(np.shape(o), dtype=object)
+            for idx in np.ndindex(np.shape(o)):
+                b = o[idx]
+                assert b.is_finite() and (b.rel_accuracy_bits() > 1000 or abs(b) < flint.arb(2) ** -1080)
+                man, exp = b.mid().man_exp()
+                values[idx] = mpmath.mp.make_mpf(mpmath.libmp.from_man_exp(int(man), int(exp)))
+            result.append(values)
+    return result
+
+
+@pytest.mark.parametrize("bits", [38, 54, 83, 100])
+@pytest.mark.parametrize("name", ["softmax", "cross_entropy_backward", "log_softmax", "batchnorm_backward",
+                                  "bce_with_logits", "layer_norm"])
+def test_certified_values_are_within_the_asked_bits(name, bits):
+    rng = np.random.default_rng(zlib.crc32(f"bits {name} {bits}".encode()))
+    fast_count = 0
+    for label, args in float64_cases(name, rng):
+        try:
+            truth = arb_truth(name, args)
+        except AssertionError:
+            continue                                  # outside what 2048-bit arb settles: not compared
+        got = fast.certified_values(name, *args, bits=bits)
+        assert got.total == sum(t.size for t in truth) and 0 <= got.slow <= got.total
+        fast_count += got.total - got.slow
+        with mpmath.workprec(PREC):
+            for hi, lo, t in zip(got.hi, got.lo, truth):
+                for h, l, v in zip(hi.ravel(), lo.ravel(), t.ravel()):
+                    err = abs(mpmath.mpf(float(h)) + mpmath.mpf(float(l)) - v)
+                    if abs(v) <= mpmath.mpf(2) ** -1080:
+                        assert h == 0 and l == 0 or err <= mpmath.mpf(2) ** -1075, label
+                    else:
+                        assert err <= abs(v) * mpmath.mpf(2) ** -bits + mpmath.mpf(2) ** -1075, (label, h, l, v)
+    assert fast_count > 0
+
+
+def test_certified_values_reject_bits_beyond_double_double():
+    with pytest.raises(ValueError, match="bits"):
+        fast.certified_values("softmax", np.zeros((1, 2)), bits=120)

@@ -41,7 +41,8 @@ from . import double_double as dd
 from ..dtypes import finfo, resolve_dtype
 
 __all__ = ["RoundedReference", "rounded_reference", "ball_evaluate", "round_float64", "decide_float64",
-           "decide_relative", "LIBM_ULPS", "BALL_FUNCTIONS", "ARITHMETICS"]
+           "decide_relative", "certified_values", "CertifiedValues", "arb_rounded", "LIBM_ULPS",
+           "BALL_FUNCTIONS", "ARITHMETICS"]
 
 _make_mpf = mpmath.mp.make_mpf
 U = 2.0 ** -53
@@ -423,6 +424,94 @@ def rounded_reference(op: str, *args, dtype) -> RoundedReference:
     slow = sum(int((~d).sum()) for d in masks)
     unresolved = _fill_from_arb(the_op, arrays, outputs, values, masks) if slow else 0
     return RoundedReference(tuple(values), sum(v.size for v in values), slow, note, unresolved)
+
+
+@dataclass
+class CertifiedValues:
+    """Every output element as a double-double ``hi + lo`` within 2^-``bits`` of the exact value,
+    relative (or exactly 0 where |exact| ≤ 2^-1080, as :func:`numeric.reference.reference` does), and
+    how many elements the fast balls could not certify (``slow``: taken from arb balls)."""
+    hi: tuple                # float64 arrays, one per output
+    lo: tuple
+    bits: int
+    total: int
+    slow: int
+    engine_note: str = ""
+
+
+MAX_CERTIFIED_BITS = 100      # a double-double holds about 106 bits; arb's ends add ≤ 2^-105 relative
+
+
+def certified_values(op: str, *args, bits: int) -> CertifiedValues:
+    """The op's exact outputs at ``args`` to ``bits`` bits relative — e.g. a target's precision + 30
+    (float64: 83, float32: 54, bfloat16: 38) — as double-double pairs.
+
+    Double-double balls certify an element when radius ≤ 2^-bits·min |value| over the ball; the rest
+    (and every element when a step has no double-double rule) come from arb balls at 128, 256, …
+    bits until each is ``bits`` + 2 bits accurate or within 2^-1080 of 0, converted to
+    hi = RN(mid), lo = RN(mid − hi)."""
+    if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= MAX_CERTIFIED_BITS:
+        raise ValueError(f"bits must be an integer from 1 to {MAX_CERTIFIED_BITS}; got {bits!r}")
+    the_op = get_op(op)
+    arrays = check_arguments(the_op, args, np.dtype(np.float64))
+    for a, inp in zip(arrays, the_op.inputs):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"argument {inp.name!r} must be finite for a reference; it holds inf or nan")
+    note = ""
+    try:
+        balls = ball_evaluate(the_op.stable_formulation, *arrays, arithmetic="double-double")
+        decided = [decide_relative(h, l, r, bits) for h, l, r in balls]
+    except Unsupported as exc:
+        note = str(exc)
+        decided = [((np.zeros(o.shape), np.zeros(o.shape)), np.zeros(o.shape, dtype=bool))
+                   for o in _output_templates(the_op, arrays)]
+    his = [np.array(h, dtype=np.float64) for (h, _), _ in decided]
+    los = [np.array(l, dtype=np.float64) for (_, l), _ in decided]
+    masks = [m for _, m in decided]
+    slow = sum(int((~m).sum()) for m in masks)
+    if slow:
+        exact = _arb_double_double(the_op, arrays, bits + 2)
+        for h, l, m, (eh, el) in zip(his, los, masks, exact):
+            h[~m], l[~m] = eh[~m], el[~m]
+    return CertifiedValues(tuple(his), tuple(los), bits, sum(h.size for h in his), slow, note)
+
+
+def _output_templates(op, arrays):
+    """Zero arrays of each output's shape (axis lengths read from the inputs)."""
+    lengths = {}
+    for a, inp in zip(arrays, op.inputs):
+        lengths.update(zip(inp.axes, np.shape(a)))
+    return [np.zeros(tuple(lengths[a] for a in spec.axes)) for spec in op.outputs]
+
+
+def _arb_double_double(op, arrays, bits: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(hi, lo) of every output from arb balls certified to ``bits`` bits (or within 2^-1080 of 0)."""
+    import flint
+
+    from .arb_arrays import array_kernel, certify
+    kernel = array_kernel(op.reference)
+    inputs = [np.asarray(np.frompyfunc(flint.arb, 1, 1)(np.asarray(a, dtype=np.float64)), dtype=object)
+              if np.ndim(a) else flint.arb(float(a)) for a in arrays]
+    precision = ARB_START_BITS
+    while precision <= ARB_MAX_BITS:
+        with flint.ctx.workprec(precision):
+            out = [np.asarray(o, dtype=object) for o in kernel.run(*inputs)]
+            states = [certify(o, bits, 1080) for o in out]
+            if all(s is not None for s in states):
+                result = []
+                for o, st in zip(out, states):
+                    hi = np.asarray(_MID_FLOAT(o), dtype=np.float64).reshape(o.shape)
+                    lo = np.asarray(_REST_FLOAT(o, hi), dtype=np.float64).reshape(o.shape)
+                    zero = st == 2
+                    result.append((np.where(zero, 0.0, hi), np.where(zero, 0.0, lo)))
+                return result
+        precision *= 2
+    from ..reference import ReferenceNotCertified
+    raise ReferenceNotCertified(f"{op.name}: arb radii at {ARB_MAX_BITS} bits still exceed 2^-{bits} relative")
+
+
+_MID_FLOAT = np.frompyfunc(lambda b: float(b.mid()), 1, 1)
+_REST_FLOAT = np.frompyfunc(lambda b, h: float(b.mid() - h), 2, 1)     # exact at the working precision
 
 
 def _round_mpf(exact, dt) -> np.ndarray:
