@@ -176,66 +176,98 @@ class Kernel:
         outs = self.run(*arrays)
         return outs[0] if len(outs) == 1 else outs
 
+    def _build_plan(self):
+        """Per step, what ``run`` needs, worked out once: (kind, step, values freed before it, extra)."""
+        plan = []
+        for position, step in enumerate(self.form.steps):
+            frees = tuple(self.last_use.get(position - 1, ()))
+            if isinstance(step, Elementwise):
+                plan.append((0, step, frees, tuple(self.reads[step.name])))
+            elif isinstance(step, Reduce):
+                plan.append((1, step, frees, tuple(self.position[a] for a in step.over)))
+            elif isinstance(step, Relabel):
+                plan.append((2, step, frees, tuple((self.position[o], self.position[n], o, n) for o, n in step.mapping)))
+            elif isinstance(step, Delta):
+                plan.append((3, step, frees, None))
+            elif isinstance(step, OneHot):
+                plan.append((4, step, frees, [i.name for i in self.form.inputs].index(step.arg)))
+        self._plan = plan
+        self._sizes = [tuple(self.form.size_axes(s)) for s in self.form.sizes]
+        self._outputs = [(name, self.axes[name]) for name in self.form.outputs]
+        self._float_inputs = [i for i, inp in enumerate(self.form.inputs) if not inp.integer]
+        self._needs_dtype = self.backend == "numpy" or any(kind in (3, 4) for kind, *_ in plan)
+        return plan
+
     def run(self, *arrays) -> tuple:
         form = self.form
+        plan = getattr(self, "_plan", None) or self._build_plan()
+        numpy_backend = self.backend == "numpy"
         env, lengths = {}, {}
+        position = self.position
         for inp, arr in zip(form.inputs, arrays):
-            for a, n in zip(inp.axes, np.shape(arr)):
-                lengths[a] = n
-            env[inp.name] = self._full(arr, inp.axes)
-        dtype = next((np.asarray(a).dtype for a, inp in zip(arrays, form.inputs)
-                      if np.ndim(a) and not inp.integer), None)
-        size_args = [math.prod(lengths[a] for a in form.size_axes(s)) for s in form.sizes]
-        if self.backend == "numpy":       # sizes enter as numbers of the working dtype (1/N must not be a Python float)
+            shape = np.shape(arr)
+            lengths.update(zip(inp.axes, shape))
+            full = full_shape(inp.axes, shape, position)
+            env[inp.name] = arr.reshape(full) if isinstance(arr, np.ndarray) else np.reshape(arr, full)
+        dtype = None
+        if self._needs_dtype:
+            dtype = next((np.asarray(arrays[i]).dtype for i in self._float_inputs
+                          if i < len(arrays) and np.ndim(arrays[i])), None)
+        size_args = [math.prod(lengths[a] for a in axes) for axes in self._sizes]
+        if numpy_backend:       # sizes enter as numbers of the working dtype (1/N must not be a Python float)
             size_args = [np.asarray(n, dtype=dtype) for n in size_args]
-        for position, step in enumerate(form.steps):
-            for name in self.last_use.get(position - 1, ()):
+        functions, constants = self.functions, self.constants
+        for kind, step, frees, extra in plan:
+            for name in frees:
                 env.pop(name, None)          # free large intermediates as soon as nothing reads them
-            if isinstance(step, Elementwise):
-                f = self.functions[step.name]
-                consts = [np.asarray(c, dtype=dtype) if self.backend == "numpy" else engine_constant(c, self.backend)
-                          for c in self.constants.get(step.name, ())]
-                env[step.name] = result = f(*(env[n] for n in self.reads[step.name]), *size_args, *consts)
-                if self.backend == "numpy" and np.result_type(result) != dtype:
+            if kind == 0:
+                consts = constants.get(step.name)
+                if consts:
+                    consts = [np.asarray(c, dtype=dtype) if numpy_backend else engine_constant(c, self.backend)
+                              for c in consts]
+                    result = functions[step.name](*[env[n] for n in extra], *size_args, *consts)
+                else:
+                    result = functions[step.name](*[env[n] for n in extra], *size_args)
+                env[step.name] = result
+                if numpy_backend and np.result_type(result) != dtype:
                     raise TypeError(f"step {step.name!r} of formulation {form.name!r} changed the working "
                                     f"dtype {dtype} to {np.result_type(result)}")
-            elif isinstance(step, Reduce):
-                axis = tuple(self.position[a] for a in step.over)
+            elif kind == 1:
                 x = env[step.arg]
+                x = x if isinstance(x, np.ndarray) else np.asarray(x)
                 if step.op == "max":
-                    env[step.name] = np.max(x, axis=axis, keepdims=True)
+                    env[step.name] = x.max(axis=extra, keepdims=True)
                 else:
-                    total = np.sum(x, axis=axis, keepdims=True)
+                    total = x.sum(axis=extra, keepdims=True)
                     if step.op == "mean":
                         total = total / math.prod(lengths[a] for a in step.over)
                     env[step.name] = total
-            elif isinstance(step, Relabel):
+            elif kind == 2:
                 x = env[step.arg]
-                for old, new in step.mapping:
-                    x = np.swapaxes(x, self.position[old], self.position[new])
+                for i, j, old, new in extra:
+                    x = np.swapaxes(x, i, j)
                     lengths[new] = lengths[old]
                 env[step.name] = x
-            elif isinstance(step, Delta):
+            elif kind == 3:
                 i, j = step.axes
-                eye = np.eye(lengths[i], dtype=dtype if self.backend == "numpy" else object)
+                eye = np.eye(lengths[i], dtype=dtype if numpy_backend else object)
                 env[step.name] = self._full(eye, (i, j))
-            elif isinstance(step, OneHot):          # class ids are always an input of the program
-                position = [i.name for i in form.inputs].index(step.arg)
-                ids = np.asarray(arrays[position])
+            else:                                   # one-hot rows; class ids are always an input of the program
+                ids = np.asarray(arrays[extra])
                 if ids.dtype == object:          # ids passed as engine numbers: exact small integers
                     ids = np.frompyfunc(lambda t: int(float(t.mid() if hasattr(t, "mid") else t)), 1, 1)(ids)
                 ids = ids.astype(np.int64)
-                eye = np.eye(lengths[step.axis], dtype=dtype if self.backend == "numpy" else np.int64)
-                hot = eye[ids] if self.backend == "numpy" else eye[ids].astype(object)
-                env[step.name] = self._full(hot, (*form.inputs[position].axes, step.axis))
+                eye = np.eye(lengths[step.axis], dtype=dtype if numpy_backend else np.int64)
+                hot = eye[ids] if numpy_backend else eye[ids].astype(object)
+                env[step.name] = self._full(hot, (*form.inputs[extra].axes, step.axis))
         outs = []
-        for name in form.outputs:
-            shape = tuple(lengths[a] for a in self.axes[name])
+        for name, labels in self._outputs:
+            shape = tuple(lengths[a] for a in labels)
             value = env[name]
-            full = self._full_shape(self.axes[name], shape)
+            full = full_shape(labels, shape, position)
             if np.shape(value) != full:         # a step constant along some axis: broadcast (a view)
                 value = np.broadcast_to(value, full)
-            outs.append(np.reshape(value, shape))
+            outs.append(value.reshape(shape) if isinstance(value, np.ndarray) else np.reshape(value, shape))
         return tuple(outs)
 
 
