@@ -75,10 +75,13 @@ def _precision(engine: str, bits: int):
             yield
 
 
+_CONVERT = {"arb": np.frompyfunc(flint.arb, 1, 1), "gmpy2": np.frompyfunc(gmpy2.mpfr, 1, 1),
+            "mpmath": np.frompyfunc(mpmath.mpf, 1, 1)}
+
+
 def _to_engine(engine: str, arr: np.ndarray) -> np.ndarray:
     """Exact conversion of a float64 array (every supported dtype embeds exactly) to engine numbers."""
-    convert = {"arb": flint.arb, "gmpy2": gmpy2.mpfr, "mpmath": mpmath.mpf}[engine]
-    return _map(convert, arr.astype(np.float64))
+    return np.asarray(_CONVERT[engine](np.asarray(arr, dtype=np.float64)), dtype=object)
 
 
 def _exact_mpf(v) -> mpmath.mpf:
@@ -144,9 +147,11 @@ def reference_of(the_op, arrays, engine: str = DEFAULT_ENGINE) -> tuple:
     for a, inp in zip(arrays, the_op.inputs):
         if not np.all(np.isfinite(a)):
             raise ValueError(f"argument {inp.name!r} must be finite for a reference; it holds inf or nan")
-    bits = START_BITS
-    with _precision(engine, bits):      # conversion of floats is exact at any precision ≥ 53
+    if engine == "arb":                 # arb(float) is exact at any precision
         inputs = [_to_engine(engine, a) for a in arrays]
+    else:
+        with _precision(engine, START_BITS):      # conversion of floats is exact at any precision ≥ 53
+            inputs = [_to_engine(engine, a) for a in arrays]
     outs = _by_balls(op, inputs) if engine == "arb" else _by_agreement(engine, op, inputs)
     return tuple(outs)
 
