@@ -514,6 +514,18 @@ _MID_FLOAT = np.frompyfunc(lambda b: float(b.mid()), 1, 1)
 _REST_FLOAT = np.frompyfunc(lambda b, h: float(b.mid() - h), 2, 1)     # exact at the working precision
 
 
+def _on_midpoint(floats, dt) -> np.ndarray:
+    """Where float64 values lie exactly halfway between two neighbours of ``dt`` (or on its overflow
+    threshold, max + half a spacing)."""
+    info = finfo(dt)
+    p, emin = int(info.nmant) + 1, int(info.minexp)
+    with np.errstate(all="ignore"):
+        _, e = np.frexp(floats)
+        half = np.ldexp(1.0, np.maximum(e - 1, emin) - p)            # half a spacing of dt at the value
+        q = floats / half
+        return (q == np.round(q)) & (np.mod(q, 2) == 1)
+
+
 def _round_mpf(exact, dt) -> np.ndarray:
     """Certified ``mpf`` values rounded once, directly, to ``dt``.
 
@@ -525,12 +537,7 @@ def _round_mpf(exact, dt) -> np.ndarray:
     p, emin = int(info.nmant) + 1, int(info.minexp)
     exact = np.asarray(exact, dtype=object)
     floats = np.asarray(np.frompyfunc(float, 1, 1)(exact), dtype=np.float64).reshape(exact.shape)
-    with np.errstate(all="ignore"):
-        _, e = np.frexp(floats)
-        half = np.ldexp(1.0, np.maximum(e - 1, emin) - p)            # half a spacing of dt at the value
-        q = floats / half
-        midpoint = (q == np.round(q)) & (np.mod(q, 2) == 1)
-    redo = midpoint | (np.abs(floats) < 2.0 ** -1022) | ~np.isfinite(floats)
+    redo = _on_midpoint(floats, dt) | (np.abs(floats) < 2.0 ** -1022) | ~np.isfinite(floats)
 
     def one(v):
         if v == 0:
@@ -595,14 +602,21 @@ def arb_rounded(op, arrays, dt) -> tuple[list[np.ndarray], int]:
             open_ = [np.ones(o.shape, dtype=bool) for o in out]
         for v, o, todo in zip(values, out, open_):
             idx = np.flatnonzero(todo)
-            if dt == np.float64:                    # float() of an exact arb rounds to nearest even
-                with flint.ctx.workprec(bits + 64):
-                    a, b = (np.asarray(f(o.ravel()[idx]), dtype=np.float64) for f in (_LOWER, _UPPER))
-                same = (a == b) & ~np.isnan(a)
-                v.reshape(-1)[idx[same]] = a[same]
-                todo.reshape(-1)[idx[same]] = False
+            with flint.ctx.workprec(bits + 64):     # float() of an exact arb end rounds to nearest even
+                a, b = (np.asarray(f(o.ravel()[idx]), dtype=np.float64) for f in (_LOWER, _UPPER))
+            finite = ~np.isnan(a) & ~np.isnan(b)
+            if dt == np.float64:
+                ra, rb, tie = a, b, np.zeros(a.shape, dtype=bool)
+            else:            # rounding the float64 again equals rounding the end itself unless it is a midpoint
+                ra, rb = round_float64(a, dt), round_float64(b, dt)
+                tie = _on_midpoint(a, dt) | _on_midpoint(b, dt)
+            same = finite & ~tie & (ra.astype(np.float64) == rb.astype(np.float64))
+            v.reshape(-1)[idx[same]] = ra[same]
+            todo.reshape(-1)[idx[same]] = False
+            idx = idx[finite & tie]
+            if not idx.size:
                 continue
-            with flint.ctx.workprec(bits + 64):     # the ends rounded outward at the context's precision
+            with flint.ctx.workprec(bits + 64):     # ends on a midpoint of dt: rounded exactly from mpf
                 ends = [_ends(b) for b in o.ravel()[idx]]
             finite = np.array([e is not None for e in ends], dtype=bool)
             if not finite.any():
