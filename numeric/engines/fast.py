@@ -20,6 +20,9 @@ straddles a rounding boundary, an overflow, an output in float64's subnormal ran
 a formulation using a function the arithmetic has no rule for — are recomputed from arb balls
 (:func:`arb_rounded`), on the independent slices (rows of z, columns of x) that hold them only.
 :class:`RoundedReference` says how many elements took that slow path.
+
+:func:`certified_values` answers the other question a caller may ask — the exact value to a number of
+bits (e.g. 30 beyond the target's precision) — as double-double pairs, by the same two tiers.
 """
 from __future__ import annotations
 
