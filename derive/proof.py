@@ -31,7 +31,7 @@ from .op import Op
 from .program import Reduce
 from .symbolic import input_symbols, run_symbolic
 
-__all__ = ["is_zero", "ProofResult", "prove_op", "cache_dir"]
+__all__ = ["is_zero", "ProofResult", "prove_op", "cache_dir", "cached_proof", "store_proof", "proof_data"]
 
 
 def _generator(prefix: str, key: sp.Expr) -> sp.Symbol:
@@ -329,16 +329,36 @@ def _prove_fresh(op: Op) -> ProofResult:
     return ProofResult(op.name, sizes, generic, invariants, time.perf_counter() - start, mistakes)
 
 
+def _cache_path(op: Op) -> Path:
+    return cache_dir() / f"proof-{op.name}-{_cache_key(op)}.json"
+
+
+def cached_proof(op: Op) -> ProofResult | None:
+    """The proof of ``op`` from the disk cache (:func:`cache_dir`), or None when it is not there (or
+    rejected: see :mod:`derive.cache`)."""
+    payload = cache.load(_cache_path(op), "proof", _cache_inputs(op), validate=_valid_proof(op))
+    return ProofResult(**json.loads(payload), cached=True) if payload is not None else None
+
+
+def store_proof(op: Op, result: ProofResult) -> None:
+    """Put ``result`` (a proof of ``op``, e.g. made in another process) in the disk cache."""
+    data = {k: getattr(result, k) for k in _FIELDS}
+    cache.store(_cache_path(op), "proof", _cache_inputs(op), json.dumps(data).encode("utf-8"))
+
+
+def proof_data(result: ProofResult) -> dict:
+    """``result`` as plain data (JSON-able; ``ProofResult(**data)`` rebuilds it)."""
+    return {k: getattr(result, k) for k in _FIELDS}
+
+
 def prove_op(op: Op, *, use_cache: bool = True) -> ProofResult:
     """Prove every formulation of ``op`` equal to its definition at ``op.proof_lengths``, the generic
     claims, and the invariants.  Cached in :func:`cache_dir` unless ``use_cache`` is False."""
-    path = cache_dir() / f"proof-{op.name}-{_cache_key(op)}.json"
-    inputs = _cache_inputs(op) if use_cache else ""
-    payload = cache.load(path, "proof", inputs, validate=_valid_proof(op)) if use_cache else None
-    if payload is not None:
-        return ProofResult(**json.loads(payload), cached=True)
+    if use_cache:
+        cached = cached_proof(op)
+        if cached is not None:
+            return cached
     result = _prove_fresh(op)
     if use_cache:
-        data = {k: getattr(result, k) for k in _FIELDS}
-        cache.store(path, "proof", inputs, json.dumps(data).encode("utf-8"))
+        store_proof(op, result)
     return result

@@ -41,6 +41,11 @@ class Executor:
     def imap_unordered(self, fn: Callable, tasks: list) -> Iterator[tuple[int, object]]:
         raise NotImplementedError
 
+    def start(self, fn: Callable, tasks: list) -> Iterator[tuple[int, object]]:
+        """Like :meth:`imap_unordered`, but executors with workers hand the tasks out *now*, so the caller
+        can do other work before reading the results (in this process the tasks run while reading)."""
+        return self.imap_unordered(fn, tasks)
+
     def close(self) -> None:
         """Release workers (a no-op for executors that own none)."""
 
@@ -82,12 +87,18 @@ class LocalProcesses(Executor):
         self._pool = None
 
     def imap_unordered(self, fn, tasks):
+        return self._results(self._submit(fn, tasks))       # handed out now, results as they finish
+
+    def _submit(self, fn, tasks):
         import multiprocessing
 
         if self._pool is None:
             self._pool = multiprocessing.Pool(self.jobs, initializer=_ignore_sigint)
+        return self._pool.imap_unordered(_indexed, [(fn, i, task) for i, task in enumerate(tasks)])
+
+    def _results(self, results):
         try:
-            yield from self._pool.imap_unordered(_indexed, [(fn, i, task) for i, task in enumerate(tasks)])
+            yield from results
         except BaseException:
             self._pool.terminate()
             self._pool.join()
@@ -123,12 +134,17 @@ class DaskScheduler(Executor):
         self.name = f"Dask scheduler {self.client.scheduler.address}"
 
     def imap_unordered(self, fn, tasks):
+        return self._results(self._submit(fn, tasks))       # handed out now, results as they finish
+
+    def _submit(self, fn, tasks):
+        # pure=False: every run really runs (a rerun after a lost chunk must not hit a stale key)
+        return self.client.map(fn, tasks, pure=False) if tasks else []
+
+    def _results(self, futures):
         from distributed import as_completed as dask_completed
 
-        if not tasks:
+        if not futures:
             return
-        # pure=False: every run really runs (a rerun after a lost chunk must not hit a stale key)
-        futures = self.client.map(fn, tasks, pure=False)
         index = {future.key: i for i, future in enumerate(futures)}
         try:
             for future in dask_completed(futures, loop=self.client.loop):    # not the default client's loop

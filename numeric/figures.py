@@ -1,15 +1,15 @@
-"""Report figures (matplotlib, Agg, PNG with fixed metadata so the same data gives the same bytes)."""
+"""Report figures (matplotlib, Agg, PNG with fixed metadata so the same data gives the same bytes).
+
+matplotlib is imported only to draw (:func:`draw_png`), so a run whose figures all come from the cache,
+or a process that only renders text, never imports it.  A figure is described by a *job*, a dict of plain
+data (:func:`figure_job`), so it can be drawn in another process (``gradaudit report --jobs N``).
+"""
 from __future__ import annotations
 
 import io
 import math
+from functools import lru_cache
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import LogLocator, NullLocator  # noqa: E402
 
 from derive import cache  # noqa: E402
 from derive.cache import cache_dir  # noqa: E402
@@ -17,7 +17,7 @@ from derive.cache import cache_dir  # noqa: E402
 from derive.atomic import write_bytes  # noqa: E402
 from .thresholds import precision_bits  # noqa: E402
 
-__all__ = ["error_curves", "FIGURE_DPI"]
+__all__ = ["error_curves", "figure_job", "cached_png", "draw_png", "store_png", "FIGURE_DPI"]
 
 FIGURE_DPI = 110
 _STYLE = {"naive": ("tab:red", "o"), "shifted": ("tab:blue", "s"), "logsumexp": ("tab:green", "^"),
@@ -29,6 +29,44 @@ def _bits(summary: dict) -> float:
     return summary["max_bits"]
 
 
+def figure_job(series: dict, dtypes, *, xlabel: str, title: str, vlines=None) -> dict:
+    """The figure of :func:`error_curves` as plain data (picklable, sent to a worker)."""
+    return {"series": series, "dtypes": tuple(dtypes), "xlabel": xlabel, "title": title, "vlines": vlines}
+
+
+@lru_cache(maxsize=None)
+def _matplotlib_version() -> str:
+    from importlib import metadata
+    return metadata.version("matplotlib")
+
+
+def _job_inputs(job: dict) -> str:
+    """What a figure's bytes depend on: its data, this module's source and matplotlib's version."""
+    return repr((job["series"], job["dtypes"], job["xlabel"], job["title"], job["vlines"], FIGURE_DPI,
+                 _matplotlib_version(), Path(__file__).read_bytes()))
+
+
+def _job_path(inputs: str) -> Path:
+    return cache_dir() / "figures" / f"{cache.inputs_digest('figure', inputs)[:32]}.json"
+
+
+def cached_png(job: dict) -> bytes | None:
+    """The PNG of ``job`` from the disk cache (:mod:`derive.cache`), or None."""
+    inputs = _job_inputs(job)
+    return cache.load(_job_path(inputs), "figure", inputs, validate=_is_png)
+
+
+def store_png(job: dict, png: bytes) -> None:
+    """Put the PNG of ``job`` in the disk cache."""
+    inputs = _job_inputs(job)
+    cache.store(_job_path(inputs), "figure", inputs, png)
+
+
+def draw_png(job: dict) -> bytes:
+    """Draw ``job`` (imports matplotlib on first use in this process)."""
+    return _draw(job["series"], job["dtypes"], xlabel=job["xlabel"], title=job["title"], vlines=job["vlines"])
+
+
 def error_curves(series: dict, dtypes, *, xlabel: str, title: str, path: Path, vlines=None) -> None:
     """One panel per dtype; one line per series label: y = bits of error, log2(1 + max ULPs).
 
@@ -37,13 +75,11 @@ def error_curves(series: dict, dtypes, *, xlabel: str, title: str, path: Path, v
     [(x, label)] reference lines (thresholds).  The PNG is cached by its inputs, this module's source
     and matplotlib's version (:mod:`derive.cache`), so an unchanged figure is not drawn again.
     """
-    inputs = repr((series, tuple(dtypes), xlabel, title, vlines, FIGURE_DPI, matplotlib.__version__,
-                   Path(__file__).read_bytes()))
-    cached = cache_dir() / "figures" / f"{cache.inputs_digest('figure', inputs)[:32]}.json"
-    png = cache.load(cached, "figure", inputs, validate=_is_png)
+    job = figure_job(series, dtypes, xlabel=xlabel, title=title, vlines=vlines)
+    png = cached_png(job)
     if png is None:
-        png = _draw(series, dtypes, xlabel=xlabel, title=title, vlines=vlines)
-        cache.store(cached, "figure", inputs, png)
+        png = draw_png(job)
+        store_png(job, png)
     write_bytes(path, png)
 
 
@@ -52,7 +88,18 @@ def _is_png(data: bytes) -> bool:
     return data.startswith(b"\x89PNG\r\n\x1a\n") and data.endswith(b"IEND\xaeB`\x82") and len(data) > 100
 
 
+@lru_cache(maxsize=None)
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullLocator
+    return plt, LogLocator, NullLocator
+
+
 def _draw(series, dtypes, *, xlabel, title, vlines) -> bytes:
+    plt, LogLocator, NullLocator = _pyplot()
     fig, axes = plt.subplots(1, len(dtypes), figsize=(3.4 * len(dtypes), 3.2), sharey=False, squeeze=False)
     for ax, dtype in zip(axes[0], dtypes):
         p = precision_bits(dtype)

@@ -11,26 +11,24 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing
-import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from derive import cache, get_op, prove_op
+from derive.proof import ProofResult, cached_proof, proof_data, store_proof
 from derive import families as derive_families
 from derive.registry import parametric_spec
 from derive.cache import cache_dir
 
-from derive.atomic import write_text
+from derive.atomic import write_bytes, write_text
 from .derivation_md import derivation_markdown
 from .dtypes import DTYPES, finfo, resolve_dtype
-from .figures import error_curves
+from .figures import cached_png, draw_png, figure_job, store_png
 from .frameworks_report import FRAMEWORKS_INDEX_LINE, write_frameworks_report
 from .report_set import replaced_as_a_whole, set_files
 from .sweep import SUMMARY_KEYS, sample_inputs, sweep_point
@@ -124,64 +122,60 @@ def _valid_sweep(task: tuple):
 
 
 class _Progress:
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.done, self.enabled = total, 0, enabled
+    def __init__(self, total: int, enabled: bool, what: str = "sweep points"):
+        self.total, self.done, self.enabled, self.what = total, 0, enabled and total > 0, what
 
     def step(self, n: int = 1):
         self.done += n
         if self.enabled:
             width = 30
             filled = int(width * self.done / max(self.total, 1))
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} sweep points")
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.what}")
             if self.done >= self.total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
 
 
-def _run_tasks(tasks: list[tuple], config: ReportConfig) -> dict:
+def _cached_points(tasks: list[tuple]) -> tuple[dict, list[tuple]]:
+    """({task: result} of the sweep points already computed in this run or on disk, [tasks to compute])."""
     digest = source_digest()
     results, todo = {}, []
     for task in tasks:
+        if task in _RUN["points"]:
+            results[task] = _RUN["points"][task]
+            continue
         payload = cache.load(_cache_path(task, digest), "sweep point", _cache_inputs(task, digest),
                              validate=_valid_sweep(task))
         if payload is not None:
             results[task] = json.loads(payload)
         else:
             todo.append(task)
+    return results, todo
+
+
+def _keep_point(task: tuple, value) -> object:
+    """Store a fresh sweep point on disk; returns it as read back from JSON (fresh and cached points are
+    then the same values, so a report's bytes do not depend on where its points came from)."""
+    digest = source_digest()
+    text = json.dumps(value)
+    cache.store(_cache_path(task, digest), "sweep point", _cache_inputs(task, digest), text.encode("utf-8"))
+    _RUN["points"][task] = value = json.loads(text)
+    return value
+
+
+def _run_tasks(tasks: list[tuple], config: ReportConfig) -> dict:
+    """{task: summaries} of sweep points, from this run's results, the disk cache, or computed (``config.jobs``
+    processes, or the ``GRADAUDIT_SCHEDULER`` Dask cluster)."""
+    results, todo = _cached_points(tasks)
     progress = _Progress(len(tasks), config.progress)
     progress.step(len(tasks) - len(todo))
     from .executors import get_executor      # in process, --jobs local processes, or GRADAUDIT_SCHEDULER (Dask)
 
-    done = {}
     with get_executor(None, config.jobs if len(todo) > 1 else 1) as executor:
         for i, value in executor.imap_unordered(_point_task, todo):
-            done[i] = value
+            results[todo[i]] = _keep_point(todo[i], value)
             progress.step()
-    for i, task in enumerate(todo):
-        results[task] = done[i]
-    for task in todo:
-        cache.store(_cache_path(task, digest), "sweep point", _cache_inputs(task, digest),
-                    json.dumps(results[task]).encode("utf-8"))
-    return results
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _pool_map(fn, items, jobs: int, chunksize: int = 1):
-    """``fn`` over ``items`` in ``jobs`` worker processes, results in order.  Workers ignore Ctrl-C (the
-    parent alone handles it, so no worker prints a traceback); on any exception — Ctrl-C included — the
-    workers are terminated at once instead of finishing their tasks."""
-    pool = multiprocessing.Pool(jobs, initializer=_ignore_sigint)
-    try:
-        yield from pool.imap(fn, items, chunksize=chunksize)
-    except BaseException:
-        pool.terminate()
-        pool.join()
-        raise
-    pool.close()
-    pool.join()
+    return {task: results[task] for task in tasks}
 
 
 def _series(results: dict, tasks: list[tuple], label=lambda task, f: f, x=lambda task: task[1]) -> dict:
@@ -333,9 +327,15 @@ def _threshold_table(thresholds: list[Threshold]) -> list[str]:
 TUTORIAL = "shared/reference/tutorial-batchnorm-softmax.md"      # beside the repository
 
 
-@lru_cache(maxsize=None)
 def _tutorial_audit():
-    """``gradaudit audit`` of the tutorial (once per process); None when the tutorial is not there."""
+    """``gradaudit audit`` of the tutorial (once per process, or handed in by a worker); None when the
+    tutorial is not there."""
+    if "audit" not in _DONE:
+        _DONE["audit"] = _audit_tutorial()
+    return _DONE["audit"]
+
+
+def _audit_tutorial():
     path = Path(__file__).resolve().parent.parent.parent / TUTORIAL
     return audit_document(path, name=TUTORIAL) if path.is_file() else None
 
@@ -364,8 +364,8 @@ def _error_section(heading: str, series: dict, config: ReportConfig, *, figure: 
                    vlines: dict, caption: str, xname: str) -> list[str]:
     """An op's error table, the findings generated from it, then its figure (drawn into ``figures/``) with
     the caption under it.  The caption describes the figure; it names the formulations in ``series``."""
-    error_curves(series, config.dtypes, xlabel=xlabel, title=title, path=config.out / "figures" / figure,
-                 vlines=vlines)
+    _figure(config.out / "figures" / figure, figure_job(series, config.dtypes, xlabel=xlabel, title=title,
+                                                         vlines=vlines))
     forms = list(dict.fromkeys(label.split(" ")[0] for label in series))
     caption += (f" One line per formulation ({_names(forms)}); × marks points where a formulation returned "
                 "inf/nan (drawn on the all-bits-lost line, the grey line at the dtype's precision); no point is "
@@ -384,9 +384,34 @@ def _derivations(family: str) -> list[str]:
 
 # ---------------------------------------------------------------- the three reports
 
+def _logit_tasks(family: str, config: ReportConfig) -> list[tuple]:
+    return [(op, m, d, config.seed, ()) for op in FAMILIES[family] for m in LOGIT_MAGNITUDES for d in config.dtypes]
+
+
+def _batchnorm_tasks(config: ReportConfig) -> tuple[list[tuple], list[tuple]]:
+    """The sweep points of the batch-norm report: against the mean/std ratio, and the ε study."""
+    dtypes = config.dtypes
+    ratio = [(op, m, d, config.seed, ()) for op in BATCHNORM_SWEPT for m in MEAN_OVER_STD for d in dtypes]
+    eps = [(op, 1.0, d, config.seed, (("eps", e), ("variance", v)))
+           for op in BATCHNORM_SWEPT for e in EPS_STUDY for v in VARIANCES for d in dtypes]
+    return ratio, eps
+
+
+def _generic_tasks(family: str, config: ReportConfig) -> list[tuple]:
+    return [(op, m, d, config.seed, ()) for op in FAMILIES[family] if _first_array_role(op)
+            for m in _AXES.get(_first_array_role(op), _OTHER_AXIS)[0] for d in config.dtypes]
+
+
+def _family_tasks(family: str, config: ReportConfig) -> list[tuple]:
+    """Every sweep point of ``family``'s report."""
+    if family == "batchnorm":
+        return [t for part in _batchnorm_tasks(config) for t in part]
+    return _logit_tasks(family, config) if family in HANDWRITTEN else _generic_tasks(family, config)
+
+
 def _logit_report(family: str, config: ReportConfig, thresholds: list[Threshold]) -> str:
     dtypes = config.dtypes
-    tasks = [(op, m, d, config.seed, ()) for op in FAMILIES[family] for m in LOGIT_MAGNITUDES for d in dtypes]
+    tasks = _logit_tasks(family, config)
     results = _run_tasks(tasks, config)
     title = {"softmax": "Softmax, its Jacobian and its vector–Jacobian product",
              "cross_entropy": "Cross-entropy and its gradient ŷ − y"}[family]
@@ -418,10 +443,7 @@ def _logit_report(family: str, config: ReportConfig, thresholds: list[Threshold]
 
 
 def _batchnorm_report(config: ReportConfig, thresholds: list[Threshold]) -> str:
-    dtypes = config.dtypes
-    ratio_tasks = [(op, m, d, config.seed, ()) for op in BATCHNORM_SWEPT for m in MEAN_OVER_STD for d in dtypes]
-    eps_tasks = [(op, 1.0, d, config.seed, (("eps", eps), ("variance", v)))
-                 for op in BATCHNORM_SWEPT for eps in EPS_STUDY for v in VARIANCES for d in dtypes]
+    ratio_tasks, eps_tasks = _batchnorm_tasks(config)
     results = _run_tasks(ratio_tasks + eps_tasks, config)
     lines = ["# Batch normalization and its backward pass", "",
              f"Generated by `gradaudit report` (seed {config.seed}). Inputs: x = M + u with u ~ N(0, 1) of shape "
@@ -566,13 +588,24 @@ def _threshold_findings(thresholds: list[Threshold]) -> str:
 
 def _op_thresholds_cached(op: str, dtypes) -> list[Threshold]:
     """:func:`~numeric.thresholds.op_thresholds`, cached on disk by the source digest, the op and the dtypes."""
+    key = (op, tuple(dtypes))
+    if key not in _RUN["thresholds"]:
+        payload = cache.load(*_thresholds_entry(op, dtypes), validate=lambda data: isinstance(json.loads(data), list))
+        _RUN["thresholds"][key] = (json.loads(payload) if payload is not None
+                                   else _keep_thresholds(op, dtypes, [t.__dict__ for t in op_thresholds(op, dtypes)]))
+    return [Threshold(**{**t, "found": tuple(t["found"]) if t["found"] else None}) for t in _RUN["thresholds"][key]]
+
+
+def _thresholds_entry(op: str, dtypes) -> tuple[Path, str, str]:
     inputs = repr((source_digest(), op, tuple(dtypes)))
-    path = cache_dir() / "thresholds" / f"{cache.inputs_digest('op thresholds', inputs)[:32]}.json"
-    payload = cache.load(path, "op thresholds", inputs, validate=lambda data: isinstance(json.loads(data), list))
-    if payload is not None:
-        return [Threshold(**{**t, "found": tuple(t["found"]) if t["found"] else None}) for t in json.loads(payload)]
-    found = op_thresholds(op, dtypes)
-    cache.store(path, "op thresholds", inputs, json.dumps([t.__dict__ for t in found]).encode("utf-8"))
+    return cache_dir() / "thresholds" / f"{cache.inputs_digest('op thresholds', inputs)[:32]}.json", "op thresholds", inputs
+
+
+def _keep_thresholds(op: str, dtypes, found: list[dict]) -> list[dict]:
+    """Store thresholds found (as dicts) on disk; returns them as read back from JSON."""
+    text = json.dumps(found)
+    cache.store(*_thresholds_entry(op, dtypes), text.encode("utf-8"))
+    _RUN["thresholds"][(op, tuple(dtypes))] = found = json.loads(text)
     return found
 
 
@@ -581,8 +614,7 @@ def _generic_report(family: str, config: ReportConfig) -> tuple[str, list[Thresh
     findings and figure per op against the magnitude of its first array input, and the overflow
     thresholds of :func:`~numeric.thresholds.op_thresholds`.  Returns the text and the thresholds."""
     dtypes, ops = config.dtypes, FAMILIES[family]
-    tasks = [(op, m, d, config.seed, ()) for op in ops if _first_array_role(op)
-             for m in _AXES.get(_first_array_role(op), _OTHER_AXIS)[0] for d in dtypes]
+    tasks = _generic_tasks(family, config)
     results = _run_tasks(tasks, config)
     thresholds = [t for op in ops for t in _op_thresholds_cached(op, dtypes)]
     lines = [f"# The `{family}` family: {', '.join(f'`{o}`' for o in ops)}", "",
@@ -760,22 +792,121 @@ def _index(config: ReportConfig, families, thresholds) -> str:
     return "\n".join(lines)
 
 
-@lru_cache(maxsize=None)
-def _proof(op_name: str):
-    """The proof result of an op (from the disk cache once :func:`_prove_all` has filled it)."""
-    return prove_op(get_op(op_name))
+def _proof(op_name: str) -> ProofResult:
+    """The proof result of an op: proved by a worker of this run, else from the disk cache, else proved here
+    (once per process)."""
+    if op_name not in _DONE["proofs"]:
+        _DONE["proofs"][op_name] = prove_op(get_op(op_name))
+    return _DONE["proofs"][op_name]
 
 
-def _prove_in_child(op_name: str) -> None:
-    prove_op(get_op(op_name))
+#: Results that outlive a run in this process: proofs by op name, the tutorial's audit.
+_DONE: dict = {"proofs": {}}
+#: Results of the current run, read by the renderers: sweep points by task, generic thresholds by (op, dtypes).
+_RUN: dict = {"points": {}, "thresholds": {}, "figures": None}
+#: Sweep points per worker task (about 0.1 s of work each, one op and dtype).
+POINTS_PER_TASK = 17
 
 
-def _prove_all(op_names, jobs: int) -> None:
-    """Fill the proof cache, ``jobs`` processes at a time; every later use reads it once via :func:`_proof`."""
-    if jobs > 1:
-        list(_pool_map(_prove_in_child, op_names, jobs))
-    for name in op_names:
-        _proof(name)
+# ---------------------------------------------------------------- the run's work as tasks
+
+def _work(task: tuple):
+    """One piece of a report set's work, run by an executor (module level, plain data in and out):
+    ("proof", op) → proof data; ("points", [sweep tasks]) → their summaries; ("thresholds", (op, dtypes))
+    → thresholds as dicts; ("audit", None) → the tutorial's audit; ("figure", job) → PNG bytes."""
+    kind, arg = task
+    if kind == "proof":
+        return proof_data(prove_op(get_op(arg), use_cache=False))
+    if kind == "points":
+        return [_point_task(t) for t in arg]
+    if kind == "thresholds":
+        return [t.__dict__ for t in op_thresholds(*arg)]
+    if kind == "audit":
+        return _audit_tutorial()
+    if kind == "figure":
+        return draw_png(arg)
+    raise ValueError(f"unknown report task {kind!r}")
+
+
+def _proof_weight(op_name: str) -> int:
+    """A rough cost of proving an op, to hand out the largest proofs first: entries × programs proved."""
+    op = get_op(op_name)
+    entries = sum(math.prod(lengths.values()) for lengths in op.proof_lengths)
+    return entries * (len(op.formulations) + len(op.invariants) + len(op.mistakes) // 2 + 1)
+
+
+def _plan(families, config: ReportConfig) -> list[tuple]:
+    """The tasks whose results are neither in this process nor in the disk cache, largest first (proofs,
+    the tutorial audit, thresholds, then sweep points grouped by op and dtype) so that the workers finish
+    together."""
+    names = list(dict.fromkeys(op for f in families for op in (*FAMILIES[f], *_family_instances(f))))
+    tasks = []
+    for name in sorted(names, key=_proof_weight, reverse=True):
+        if name not in _DONE["proofs"]:
+            cached = cached_proof(get_op(name))
+            if cached is not None:
+                _DONE["proofs"][name] = cached
+            else:
+                tasks.append(("proof", name))
+    if "audit" not in _DONE:
+        tasks.append(("audit", None))
+    for family in families:
+        if family not in HANDWRITTEN:
+            for op in FAMILIES[family]:
+                payload = cache.load(*_thresholds_entry(op, config.dtypes),
+                                     validate=lambda data: isinstance(json.loads(data), list))
+                if payload is not None:
+                    _RUN["thresholds"][(op, tuple(config.dtypes))] = json.loads(payload)
+                else:
+                    tasks.append(("thresholds", (op, tuple(config.dtypes))))
+    points = [t for family in families for t in _family_tasks(family, config)]
+    found, todo = _cached_points(list(dict.fromkeys(points)))
+    _RUN["points"].update(found)
+    groups: dict = {}
+    for t in todo:
+        groups.setdefault((t[0], t[2]), []).append(t)
+    for group in groups.values():
+        for i in range(0, len(group), POINTS_PER_TASK):
+            tasks.append(("points", group[i:i + POINTS_PER_TASK]))
+    return tasks
+
+
+def _keep(task: tuple, value) -> None:
+    """File a task's result where the renderers look for it (and in the disk cache)."""
+    kind, arg = task
+    if kind == "proof":
+        result = ProofResult(**value)
+        store_proof(get_op(arg), result)
+        _DONE["proofs"][arg] = result
+    elif kind == "points":
+        for t, v in zip(arg, value):
+            _keep_point(t, v)
+    elif kind == "thresholds":
+        _keep_thresholds(arg[0], arg[1], value)
+    elif kind == "audit":
+        _DONE["audit"] = value
+
+
+def _figure(path: Path, job: dict) -> None:
+    """Write the figure ``job`` at ``path``: from the disk cache, or drawn now, or — while a run collects
+    figures — drawn later by a worker (:func:`_draw_figures`)."""
+    png = cached_png(job)
+    if png is None and _RUN["figures"] is not None:
+        _RUN["figures"].append((path, job))
+        return
+    if png is None:
+        png = draw_png(job)
+        store_png(job, png)
+    write_bytes(path, png)
+
+
+def _draw_figures(executor, progress) -> None:
+    pending = _RUN["figures"] or []
+    for i, png in executor.imap_unordered(_work, [("figure", job) for _, job in pending]):
+        path, job = pending[i]
+        store_png(job, png)
+        write_bytes(path, png)
+        progress.step()
 
 
 def write_reports(families, config: ReportConfig) -> list[Path]:
@@ -799,21 +930,36 @@ def write_reports(families, config: ReportConfig) -> list[Path]:
 
 
 def _write_set(families, config: ReportConfig) -> list[Path]:
-    _prove_all([op for family in families for op in (*FAMILIES[family], *_family_instances(family))], config.jobs)
-    thresholds = find_thresholds(config.dtypes)
-    written = []
-    for family in families:
-        if family == "batchnorm":
-            text = _batchnorm_report(config, thresholds)
-        elif family in HANDWRITTEN:
-            text = _logit_report(family, config, thresholds)
-        else:
-            text, found = _generic_report(family, config)
-            thresholds = thresholds + found
-        path = config.out / f"{family}.md"
-        write_text(path, text)
-        written.append(path)
-    frameworks = write_frameworks_report(config.out, dtypes=config.dtypes, seed=config.seed)  # None without torch/JAX
+    from .executors import get_executor      # in process, --jobs local processes, or GRADAUDIT_SCHEDULER (Dask)
+
+    _RUN.update(points={}, thresholds={}, figures=[])
+    try:
+        with get_executor(None, config.jobs) as executor:
+            tasks = _plan(families, config)
+            progress = _Progress(len(tasks), config.progress, "report tasks")
+            running = executor.start(_work, tasks)
+            # while the workers run: the hand-written thresholds and torch/JAX's kernels, in this process
+            thresholds = find_thresholds(config.dtypes)
+            frameworks = write_frameworks_report(config.out, dtypes=config.dtypes, seed=config.seed)  # None without torch/JAX
+            for i, value in running:
+                _keep(tasks[i], value)
+                progress.step()
+            written = []
+            for family in families:
+                if family == "batchnorm":
+                    text = _batchnorm_report(config, thresholds)
+                elif family in HANDWRITTEN:
+                    text = _logit_report(family, config, thresholds)
+                else:
+                    text, found = _generic_report(family, config)
+                    thresholds = thresholds + found
+                path = config.out / f"{family}.md"
+                write_text(path, text)
+                written.append(path)
+            progress = _Progress(len(_RUN["figures"]), config.progress, "figures")
+            _draw_figures(executor, progress)
+    finally:
+        _RUN.update(points={}, thresholds={}, figures=None)
     written += [frameworks] if frameworks else []
     index = config.out / "index.md"
     write_text(index, _index(config, families, thresholds) + (FRAMEWORKS_INDEX_LINE if frameworks else ""))
