@@ -77,6 +77,24 @@ def test_binary_operations_enclose_the_exact_result(name):
     assert decided >= n - 20
 
 
+def test_division_by_a_broadcast_divisor_encloses_the_exact_quotient():
+    # e / Σe: the divisor (one per row) is inverted once and multiplied, a different rule from x / y
+    rng = np.random.default_rng(12)
+    x = balls(rng, 64, (-30, 30))
+    x = tuple(v.reshape(8, 8) for v in x)
+    y = balls(rng, 8, (-5, 5))
+    y = tuple(v.reshape(8, 1) for v in y)
+    with mpmath.workprec(PREC):
+        result = dd.div(x, y)
+        assert result[0].shape == (8, 8)
+        for i in range(8):
+            for j in range(8):
+                mid = exact_value(result[0][i, j], result[1][i, j])
+                for a in points(tuple(v[i] for v in x), j):
+                    for b in points(tuple(v[:, 0] for v in y), i):
+                        assert abs(a / b - mid) <= float(result[2][i, j])
+
+
 UNARY = {"sqrt": (dd.sqrt, mpmath.sqrt, (-700, 700)), "exp": (dd.exp, mpmath.exp, None),
          "log": (dd.log, mpmath.log, (-700, 700)), "log1p": (dd.log1p, mpmath.log1p, None),
          "abs": (dd.absolute, abs, (-50, 50))}

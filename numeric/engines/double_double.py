@@ -188,7 +188,10 @@ def _residual_bound(r):
 
 
 def div(x, y):
-    """x / y: q from one correction step, radius |x − q·y| / min |y| from the residual ball."""
+    """x / y: q from one correction step, radius |x − q·y| / min |y| from the residual ball.  A divisor
+    broadcast over many numerators (e / Σe) is inverted once and multiplied: x · (1/y) encloses x / y."""
+    if 4 * np.size(y[0]) <= np.size(x[0]) and np.size(y[0]) == max(np.size(v) for v in y):
+        return mul(x, div(ONE, y))
     xh, yh = x[0], y[0]
     with np.errstate(all="ignore"):
         q1 = xh / yh
