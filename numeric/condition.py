@@ -24,7 +24,7 @@ import numpy as np
 
 from derive import Kernel, get_op
 from derive.jvp import jvp_formulation, tangent
-from derive.program import Input
+from derive.program import Elementwise, Input, Reduce
 from derive.rounding_model import rounding_model_formulation
 
 from .arguments import check_arguments
@@ -54,13 +54,14 @@ STRUCTURED_FROM = 1 << 14
 
 
 @lru_cache(maxsize=None)
-def _batched_jvp_kernel(op_name: str) -> Kernel:
+def _batched_jvp_kernel(op_name: str, sliced: bool = False) -> Kernel:
     """The JVP program of :func:`_jvp_kernel` with a leading ``DIRECTION`` axis on every tangent input:
     tangent ``t_x`` has shape (directions, *x.shape), primal inputs keep their shapes (length 1 along
-    ``DIRECTION`` in full-rank layout), and each tangent output comes back as (directions, *output shape)."""
+    ``DIRECTION`` in full-rank layout), and each tangent output comes back as (directions, *output shape).
+    ``sliced``: of :func:`_sliced_formulation` instead of the accurate formulation."""
     op = get_op(op_name)
     wrt = tuple(i.name for i in op.inputs if i.axes)
-    form = jvp_formulation(op.accurate_formulation, wrt)
+    form = jvp_formulation(_sliced_formulation(op_name)[0] if sliced else op.accurate_formulation, wrt)
     tangents = {tangent(n) for n in wrt}
     inputs = tuple(Input(i.name, (DIRECTION,) + tuple(i.axes), i.doc) if i.name in tangents else i
                    for i in form.inputs)
@@ -182,28 +183,96 @@ def sensitivities_of(the_op, arrays) -> tuple:
     Large inputs take the structured path (``numeric.jacobian_structure``); the directions of all other
     inputs run together through one batched JVP (several only when they exceed ``CHUNK_ELEMENTS``).  Each
     input's chunk of directions is summed on its own and the parts are added in input order, the same
-    sums in the same order as one JVP run per input and chunk."""
-    op = the_op.name
+    sums in the same order as one JVP run per input and chunk.
+
+    When some output lacks the independent axis (layer norm's dγ, dβ: sums over the rows) every input
+    element is a direction of its own, (N·D)² work per input; from ``SLICED_FROM`` on, such outputs are
+    taken apart instead (:func:`_sliced_formulation`)."""
     shapes = _output_shapes(the_op, arrays)
+    wrt = [(k, inp) for k, inp in enumerate(the_op.inputs) if inp.axes]
+    independent = the_op.independent_axis
+    if all(independent in o.axes for o in the_op.outputs):
+        return _totals(the_op.accurate_formulation, _batched_jvp_kernel(the_op.name), arrays, wrt,
+                       range(len(wrt)), independent, shapes)
+    sliced = _sliced_formulation(the_op.name)
+    count = sum(arrays[k].size for k, _ in wrt)
+    largest = max([arrays[k].size for k, _ in wrt] + [int(np.prod(s, dtype=np.int64)) for s in shapes])
+    if sliced is None or count * largest < SLICED_FROM:
+        return _totals(the_op.accurate_formulation, _batched_jvp_kernel(the_op.name), arrays, wrt,
+                       range(len(wrt)), None, shapes)
+    form, summed = sliced
+    lengths = {a: n for (k, inp) in wrt for a, n in zip(inp.axes, arrays[k].shape)}
+    axes = form.axes()
+    sliced_shapes = tuple(tuple(lengths[a] for a in axes[name]) for name in form.outputs)
+    across = [slot for slot, (_, inp) in enumerate(wrt) if independent in inp.axes]
+    shared = [slot for slot, (_, inp) in enumerate(wrt) if independent not in inp.axes]
+    parts = _totals(form, _batched_jvp_kernel(the_op.name, sliced=True), arrays, wrt,
+                    across, independent, sliced_shapes)
+    totals = _totals(the_op.accurate_formulation, _batched_jvp_kernel(the_op.name), arrays, wrt,
+                     shared, None, shapes)
+    for total, part, name, over in zip(totals, parts, form.outputs, summed):
+        total += part.sum(axis=axes[name].index(independent)) if over else part
+    return totals
+
+
+#: From this many (input elements × largest array) on, an op with outputs that lack the independent axis
+#: takes them apart slice by slice (see :func:`sensitivities_of`); below it, one direction per element.
+SLICED_FROM = 1 << 20
+
+
+@lru_cache(maxsize=None)
+def _sliced_formulation(op_name: str):
+    """(formulation, summed flags) or None.  The op's accurate formulation with every output that lacks the
+    independent axis and is a sum over exactly that axis (dγ = Σ_n dy·x̂) replaced by the summed value, which
+    has the axis.  Each slice of that value depends on its own slice of the inputs that have the axis, so
+    Σ_j |∂out/∂x_j| |x_j| over those inputs is the sum over slices of the value's own sensitivities, which
+    group the directions along the independent axis.  Inputs without the axis (γ) still act on the sum as a
+    whole and are differentiated through the unchanged outputs."""
+    op = get_op(op_name)
+    form, independent = op.accurate_formulation, op.independent_axis
+    steps = {step.name: step for step in form.steps}
+    axes = form.axes()
+    outputs, summed = [], []
+    for name in form.outputs:
+        if independent in axes[name]:
+            outputs.append(name)
+            summed.append(False)
+            continue
+        step = steps.get(name)
+        if not (isinstance(step, Reduce) and step.op == "sum" and tuple(step.over) == (independent,)
+                and independent in axes[step.arg]):
+            return None
+        outputs.append(step.arg)
+        summed.append(True)
+    needed, kept = set(outputs), []
+    for step in reversed(form.steps):        # drop the sums no output reads any more (dγ = Σ_n …)
+        if step.name in needed:
+            kept.append(step)
+            needed.update(form.free_names(step) if isinstance(step, Elementwise) else
+                          [a for a in [getattr(step, "arg", None)] if a is not None])
+    return (replace(form, name=f"{form.name}_sliced", steps=tuple(reversed(kept)), outputs=tuple(outputs)),
+            tuple(summed))
+
+
+def _totals(form, jvp, arrays, wrt, slots, independent, shapes) -> tuple:
+    """Σ over the directions of the inputs ``wrt[slot]`` for ``slot`` in ``slots`` of |tangent| per output of
+    ``form`` (arrays of ``shapes``): structured where it pays, else batched JVP runs."""
     with np.errstate(all="ignore"):
-        wrt = [(k, inp) for k, inp in enumerate(the_op.inputs) if inp.axes]
-        batched = all(the_op.independent_axis in o.axes for o in the_op.outputs)
-        independent = the_op.independent_axis if batched else None
         largest = max([arrays[k].size for k, _ in wrt] + [int(np.prod(s, dtype=np.int64)) for s in shapes])
         chunk = max(1, CHUNK_ELEMENTS // max(largest, 1))
         parts: list = []                    # per input in order: [structured parts] or [(slot, start, stop)…]
-        for slot, (k, inp) in enumerate(wrt):
+        for slot in slots:
+            k, inp = wrt[slot]
             count = _direction_count(arrays[k], inp.axes, independent)
             structured = None
             if count * largest >= STRUCTURED_FROM:
                 try:              # diagonal + reductions, one matrix product (numeric.jacobian_structure)
-                    _, structured = structured_sensitivities(the_op.accurate_formulation, arrays, inp.name,
-                                                             independent)
+                    _, structured = structured_sensitivities(form, arrays, inp.name, independent)
                 except Unsupported:
                     pass
             parts.append(("structured", structured) if structured is not None else
                          ("jvp", [(slot, start, min(start + chunk, count)) for start in range(0, count, chunk)]))
-        sums = _batched_sums(op, arrays, wrt, independent, chunk, shapes,
+        sums = _batched_sums(jvp, arrays, wrt, independent, chunk, shapes,
                              [seg for kind, segs in parts if kind == "jvp" for seg in segs])
         totals = [np.zeros(shape) for shape in shapes]
         for kind, content in parts:
@@ -214,11 +283,10 @@ def sensitivities_of(the_op, arrays) -> tuple:
     return tuple(totals)
 
 
-def _batched_sums(op, arrays, wrt, independent, chunk, shapes, segments) -> list:
+def _batched_sums(jvp, arrays, wrt, independent, chunk, shapes, segments) -> list:
     """Per segment (slot, start, stop) — directions ``start:stop`` of the ``slot``-th differentiable input —
     the list over outputs (of ``shapes``) of Σ |tangent| over those directions.  Consecutive segments share
-    one run of the batched JVP while their directions fit in ``chunk``."""
-    jvp = _batched_jvp_kernel(op)
+    one run of the batched JVP kernel ``jvp`` while their directions fit in ``chunk``."""
     sums, group, size = [], [], 0
     for seg in segments + [None]:
         n = 0 if seg is None else seg[2] - seg[1]

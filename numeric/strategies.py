@@ -239,10 +239,17 @@ def _statistics(per, max_mean, max_var):
             _dense(per, st.sampled_from([1.0, 0.0, 1e-3, max_std]) | st.floats(0, max_std)))
 
 
+#: Per-slice statistics of up to this many slices are drawn densely (see :func:`_dense`).
+DENSE_LIMIT = 16
+
+
 def _dense(shape, elements):
-    """float64 arrays of ``shape`` with every element drawn on its own (a fixed-length tuple: half the
-    choices of ``hnp.arrays``, whose sparse draw spends an index and a continue flag on each element)."""
+    """float64 arrays of ``shape`` with every element drawn on its own: up to ``DENSE_LIMIT`` elements as a
+    fixed-length tuple (half the choices of ``hnp.arrays``, whose sparse draw spends an index and a continue
+    flag on each element); larger ones by ``hnp.arrays`` (about 10 drawn elements and a fill value)."""
     n = int(np.prod(shape))
+    if n > DENSE_LIMIT:
+        return hnp.arrays(np.float64, shape, elements=elements)
     return st.tuples(*[elements] * n).map(lambda t: np.array(t, dtype=np.float64).reshape(shape))
 
 

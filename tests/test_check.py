@@ -184,3 +184,41 @@ def test_cli_check_exit_codes(target, extra, code):
     assert "Traceback" not in proc.stderr
     if code == 1:
         assert "Counterexample" in proc.stdout
+
+
+def test_the_truth_cache_changes_no_verdict_and_keeps_one_truth_per_rounded_input():
+    from numeric.check import judge as judge_module
+    from numeric.check.judge import TruthCache
+    from derive import get_op
+    wrong = load("softmax_backward").diagonal_only
+    cached = check_gradient(wrong, "softmax_backward", dtype="float32", examples=40)
+    original = TruthCache.get
+    try:
+        TruthCache.get = lambda self, op, rounded, dtype: judge_module.Truth(op, rounded, dtype)
+        fresh = check_gradient(wrong, "softmax_backward", dtype="float32", examples=40)
+    finally:
+        TruthCache.get = original
+    assert not cached.ok and cached.to_markdown() == fresh.to_markdown()
+    op, dt = get_op("softmax_backward"), np.dtype(np.float32)
+    z = np.array([[1.0, 2.0, 3.0]], dtype=dt)
+    cache = TruthCache(max_elements=96)                # inputs of up to 96 / 16 = 6 elements are kept
+    first = cache.get(op, [z, z], dt)
+    assert cache.get(op, [z.copy(), z.copy()], dt) is first                    # same bytes: same truth
+    assert cache.get(op, [z.astype(np.float64), z.astype(np.float64)], np.dtype(np.float64)) is not first
+    for k in range(40):                                                         # 6 elements each: old ones go
+        cache.get(op, [z + k, z], dt)
+    assert cache._elements <= 96 and cache.get(op, [z, z], dt) is not first
+    assert cache.get(op, [np.zeros((1, 7), dt)] * 2, dt) is not cache.get(op, [np.zeros((1, 7), dt)] * 2, dt)
+
+
+def test_a_seeded_search_draws_the_same_inputs_every_time():
+    # strategies are built once and shared between checks: they must hold no state between draws
+    def recorder(seen):
+        def fn(x, gamma, dy, eps):
+            seen.append((x.tobytes(), gamma.tobytes(), dy.tobytes(), eps))
+            return load("batchnorm_backward").compact(x, gamma, dy, eps)
+        return fn
+    first, second = [], []
+    check_gradient(recorder(first), "batchnorm_backward", dtype="float32", examples=30, framework="numpy")
+    check_gradient(recorder(second), "batchnorm_backward", dtype="float32", examples=30, framework="numpy")
+    assert len(first) > 30 and first == second

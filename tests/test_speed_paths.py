@@ -287,3 +287,77 @@ def test_lazy_float_equals_mpmath_float_of_the_midpoint_including_subnormals_and
     lazy = lazy_mpf(balls, np.ones(len(balls), dtype=np.int8))
     want = [float(mpmath.mp.make_mpf(b.mid()._mpf_)) for b in balls]
     assert [float(v) for v in lazy] == want
+
+
+@pytest.mark.parametrize("name", list(derive.OPS))
+@pytest.mark.parametrize("structured", [False, True], ids=["jvp", "structured"])
+def test_outputs_taken_apart_by_slice_equal_the_per_direction_definition(name, structured, monkeypatch):
+    # layer norm's dγ = Σ_n dy·x̂ has no row axis: above SLICED_FROM its sensitivities are summed over the
+    # rows of dy·x̂'s own (row-grouped) sensitivities instead of one direction per input element
+    monkeypatch.setattr(condition, "SLICED_FROM", 0)
+    monkeypatch.setattr(condition, "STRUCTURED_FROM", 0 if structured else 1 << 62)
+    rng = np.random.default_rng(zlib.crc32(("sliced " + name).encode()))
+    op = derive.get_op(name)
+    args = random_args(op, {"b": 3, "k": 5, "n": 7, "d": 4}, rng, 3.0)
+    arrays = condition.check_arguments(op, args, np.dtype(np.float64))
+    new = condition.sensitivities_of(op, arrays)
+    _, old = condition._values_and_sensitivities_per_direction(name, args)
+    scale = max(np.max(np.abs(o[np.isfinite(o)]), initial=0.0) for o in old)
+    for n, o in zip(new, old):
+        assert n.shape == o.shape
+        np.testing.assert_allclose(n, o, rtol=1e-12, atol=1e-12 * scale)
+
+
+def test_layer_norm_is_taken_apart_by_rows_and_dgamma_is_the_row_sum():
+    form, summed = condition._sliced_formulation("layer_norm_backward")
+    assert summed == (False, True, True) and form.outputs[0] == "dx"
+    assert condition._sliced_formulation("batchnorm_backward") is not None      # every output has the axis
+    # dβ = Σ_n dy: Σ_j |∂dβ_d/∂dy_j| |dy_j| = Σ_n |dy_nd|, and ∂dβ/∂x = 0 (written out independently)
+    rng = np.random.default_rng(5)
+    x, gamma, dy = rng.standard_normal((6, 300)), rng.standard_normal(300), rng.standard_normal((6, 300))
+    sens = condition.sensitivities("layer_norm_backward", x, gamma, dy, 1e-5)
+    assert (6 * 300 + 300 + 6 * 300) * 6 * 300 >= condition.SLICED_FROM      # the sliced path is taken
+    np.testing.assert_allclose(sens[2], np.abs(dy).sum(axis=0), rtol=1e-14)
+
+
+# textbook (p, emin) of each dtype: ulp(x) = 2^(max(⌊log2|x|⌋, emin) − p + 1)
+_FORMATS = {"float16": (11, -14), "bfloat16": (8, -126), "float32": (24, -126), "float64": (53, -1022)}
+
+
+def _textbook_ulp(value, dtype):
+    from fractions import Fraction
+    p, emin = _FORMATS[dtype]
+    v = abs(Fraction(value))
+    if v == 0:
+        e = emin
+    else:
+        e = v.numerator.bit_length() - v.denominator.bit_length()
+        if Fraction(2) ** e > v:
+            e -= 1
+        e = max(e, emin)
+    return float(Fraction(2) ** (e - p + 1))
+
+
+@pytest.mark.parametrize("dtype", list(_FORMATS))
+def test_ulps_at_in_one_pass_equals_the_textbook_ulp_next_to_powers_of_two(dtype):
+    import mpmath
+    from numeric.metrics import ulps_at
+    two = mpmath.mpf(2)
+    rng = np.random.default_rng(11)
+    values = [mpmath.mpf(0), mpmath.mpf(1), -mpmath.mpf(0.5), 1 - two ** -80, -(two ** -3 - two ** -200),
+              two ** -1100, two ** -1074, two ** -1022 - two ** -1300, two ** 1023 * (2 - two ** -60),
+              two ** -14 - two ** -90, two ** -126 * (1 - two ** -70), 3 * two ** -1075]
+    values += [two ** int(k) * (1 - two ** -int(b)) for k, b in zip(rng.integers(-1070, 1020, 200), rng.integers(54, 200, 200))]
+    values += [mpmath.mpf(float(v)) for v in rng.standard_normal(200) * 10.0 ** rng.integers(-300, 300, 200)]
+    ref = np.empty(len(values), dtype=object)
+    ref[:] = values
+    want = [_textbook_ulp(_exact(v), dtype) for v in values]
+    assert ulps_at(ref, dtype).tolist() == want
+    assert ulps_at(ref.reshape(-1, 2), dtype).ravel().tolist() == want          # any shape, 0-d too
+    assert float(ulps_at(np.array(values[3], dtype=object), dtype)) == want[3]
+
+
+def _exact(v):
+    from fractions import Fraction
+    man, exp = v.man_exp
+    return Fraction(int(man)) * Fraction(2) ** int(exp) if man else Fraction(0)
