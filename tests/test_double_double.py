@@ -3,6 +3,7 @@
 Truth comes from mpmath at 600 bits, exact fractions, and the certified arb reference; every assertion
 is about an enclosure (|exact − (hi + lo)| ≤ rad) or a decided rounding that must equal the exact one.
 """
+import itertools
 import zlib
 from fractions import Fraction
 
@@ -45,7 +46,6 @@ def check_enclosure(result, args, truth, i):
     if not np.isfinite(rad) or not np.isfinite(result[0][i]):
         return False
     mid = exact_value(result[0][i], result[1][i])
-    import itertools
     for combo in itertools.product(*(points(a, i) for a in args)):
         want = truth(*combo)
         assert abs(want - mid) <= rad, (i, [float(c) for c in combo], float(mid), float(want), rad)
@@ -310,8 +310,8 @@ def test_a_function_without_a_double_double_rule_goes_to_arb_and_says_so(monkeyp
 
 
 def test_a_user_op_with_closed_constants_runs_in_double_double(monkeypatch):
-    # examples/custom_op.py: GELU with √(2/π) and 0.044715 (not dyadic), registered in a throw-away registry
-    import importlib.util
+    # examples/custom_op.py: GELU with the closed constant √(2/π) (SymPy's sqrt(2)/sqrt(pi)), registered in
+    # a throw-away registry
     from pathlib import Path
 
     from derive import load_ops, registry

@@ -22,7 +22,7 @@ from mpmath.libmp import from_man_exp
 
 from derive import Kernel
 from derive.codegen import _PRINTER_SETTINGS, _BallPrinter, _ipow
-from derive.program import Elementwise, Formulation, value_symbol
+from derive.program import Elementwise, Formulation
 
 __all__ = ["array_kernel", "certify", "lazy_mpf", "LazyMpf", "FUNCTIONS"]
 
