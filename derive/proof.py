@@ -47,29 +47,42 @@ def _root_generator(base: sp.Expr, q: int) -> tuple[sp.Symbol, sp.Expr]:
     return _generator("R", sp.Tuple(base, q)), base
 
 
+@lru_cache(maxsize=4096)
+def _exp_product(arg: sp.Expr) -> tuple[sp.Expr, tuple]:
+    """``exp(arg)`` as a product of powers of generators ``E_a = e^a`` (and of the arguments of logs in
+    ``arg``), with the generators it introduced as ((E_a, a), …); once per process and argument."""
+    out, gens = sp.Integer(1), []
+    for term in sp.Add.make_args(sp.expand(arg)):
+        coeff, rest = term.as_coeff_Mul()
+        if isinstance(rest, sp.log) and coeff.is_Integer:
+            out *= rest.args[0] ** coeff
+        elif coeff.is_Integer:
+            gen = _generator("E", rest)
+            gens.append((gen, rest))
+            out *= gen ** coeff
+        else:
+            out *= sp.exp(term)
+    return out, tuple(gens)
+
+
+@lru_cache(maxsize=4096)
+def _log_sum(arg: sp.Expr) -> sp.Expr:
+    """``log(arg)`` as a sum of logs of the factors of ``arg`` (once per process and argument)."""
+    return sp.expand_log(sp.log(sp.factor(sp.together(arg))), force=True)
+
+
 def _normal_form(expr: sp.Expr) -> tuple[sp.Expr, dict]:
     """``expr`` as a rational function of symbols and generators, and {root generator: (base, q)}."""
     logs_of: dict[sp.Symbol, sp.Expr] = {}
     roots: dict[sp.Symbol, tuple[sp.Expr, int]] = {}
 
     def exp_rule(e):
-        out = sp.Integer(1)
-        for term in sp.Add.make_args(sp.expand(e.args[0])):
-            coeff, rest = term.as_coeff_Mul()
-            if isinstance(rest, sp.log) and coeff.is_Integer:
-                out *= rest.args[0] ** coeff
-            elif coeff.is_Integer:
-                gen = _generator("E", rest)
-                logs_of[gen] = rest
-                out *= gen ** coeff
-            else:
-                out *= sp.exp(term)
+        out, gens = _exp_product(e.args[0])
+        logs_of.update(gens)
         return out
 
     def log_rule(e):
-        arg = sp.factor(sp.together(e.args[0]))
-        return sp.expand_log(sp.log(arg), force=True).xreplace(
-            {sp.log(g): a for g, a in logs_of.items()})
+        return _log_sum(e.args[0]).xreplace({sp.log(g): a for g, a in logs_of.items()})
 
     def root_rule(e):
         gen, base = _root_generator(e.base, e.exp.q)
@@ -135,7 +148,7 @@ def _is_zero_case(expr: sp.Expr) -> bool:
     if expr == 0:
         return True
     rational, roots = _normal_form(expr)
-    numerator = sp.numer(sp.cancel(sp.together(rational)))
+    numerator = sp.numer(sp.together(rational))      # no cancel: p/q is 0 exactly when p is (q ≠ 0)
     for gen, (base, q) in roots.items():
         numerator = sp.rem(sp.expand(numerator), gen ** q - base, gen)
     return sp.expand(numerator) == 0
