@@ -57,10 +57,24 @@ def grid_bisect(predicate: Callable[[float], bool], lo: float, hi: float, dtype)
     return _from_code(a, dtype), _from_code(b, dtype)
 
 
-def first_failure(predicate, lo: float, hi: float, dtype, points: int = 400) -> tuple[float, float] | None:
-    """Earliest transition of ``predicate`` on ``[lo, hi]``: a log-spaced scan, then :func:`grid_bisect`."""
+def first_failure(predicate, lo: float, hi: float, dtype, points: int = 400, *,
+                  scan=None) -> tuple[float, float] | None:
+    """Earliest transition of ``predicate`` on ``[lo, hi]``: a log-spaced scan, then :func:`grid_bisect`.
+
+    ``scan(values)``, when given, answers the predicate for the whole grid at once (a bool array); the
+    bisection then runs on ``predicate`` from the first grid value where the scan is true, and when the
+    two disagree there the grid is scanned with ``predicate`` after all."""
     dt = resolve_dtype(dtype)
     grid = np.unique(np.geomspace(lo, hi, points).astype(dt).astype(np.float64))
+    if scan is not None:
+        hits = np.flatnonzero(scan(grid))
+        if hits.size == 0:
+            return None
+        i = int(hits[0])
+        if i == 0:
+            return None
+        if predicate(float(grid[i])) and not predicate(float(grid[i - 1])):
+            return grid_bisect(predicate, float(grid[i - 1]), float(grid[i]), dt)
     previous = None
     for value in grid:
         if predicate(float(value)):
@@ -252,6 +266,28 @@ def _reference_finite(op, args, dtype) -> bool:
         return all(np.all(np.isfinite(np.asarray(o, dtype=np.float64).astype(dt))) for o in as_tuple(out))
 
 
+def _rows_apart(op) -> bool:
+    """Probes at many magnitudes can share one evaluation: stacked along the op's independent axis (rows
+    never interact), every output keeps that axis, and the magnitude's input has it."""
+    axis = op.independent_axis
+    first = next((i for i in op.inputs if i.axes and not i.integer), None)
+    return first is not None and axis in first.axes and all(axis in o.axes for o in op.outputs)
+
+
+def _nonfinite_rows(op, form: str, sign: float, values, dt) -> np.ndarray:
+    """For each magnitude in ``values``: does ``form`` return inf/nan on :func:`probe_inputs` there?  One
+    evaluation with the probes stacked along the independent axis (see :func:`_rows_apart`)."""
+    axis = op.independent_axis
+    probes = [probe_inputs(op, float(m), sign) for m in values]
+    args = [np.concatenate([p[k] for p in probes], axis=inp.axes.index(axis)) if axis in inp.axes else probes[0][k]
+            for k, inp in enumerate(op.inputs)]
+    bad = np.zeros(len(values), dtype=bool)
+    for o, out in zip(op.outputs, as_tuple(evaluate(op.name, *args, dtype=dt, formulation=form))):
+        rows = np.moveaxis(np.asarray(out, dtype=np.float64), o.axes.index(axis), 0).reshape(len(values), -1)
+        bad |= ~np.isfinite(rows).all(axis=1)
+    return bad
+
+
 def op_thresholds(op, dtypes=tuple(DTYPES)) -> list[Threshold]:
     """For each formulation of ``op`` and dtype: the first magnitude m of :func:`probe_inputs` (on the dtype's
     grid, positive and negative sign for non-activation inputs) where the formulation returns inf/nan while the
@@ -277,7 +313,10 @@ def op_thresholds(op, dtypes=tuple(DTYPES)) -> list[Threshold]:
                 for sign in ((1.0,) if activations else (1.0, -1.0)):
                     def predicate(m, form=form, sign=sign):
                         return _nonfinite(evaluate(op.name, *probe_inputs(op, m, sign), dtype=dt, formulation=form))
-                    found = first_failure(predicate, 1.0, hi, dt)
+
+                    def scan(values, form=form, sign=sign):
+                        return _nonfinite_rows(op, form, sign, values, dt)
+                    found = first_failure(predicate, 1.0, hi, dt, scan=scan if _rows_apart(op) else None)
                     if found is None or not _reference_finite(op.name, probe_inputs(op, found[1], sign), dt):
                         continue
                     key = hints.get(form + "-") if sign < 0 else hints.get(form)    # "naive-": the −m side

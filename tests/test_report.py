@@ -127,6 +127,36 @@ def test_generic_thresholds_meet_the_analytic_overflow():
     assert len(bce) == 1 and bce[0].found[0] < ln_max <= bce[0].found[1]
 
 
+@pytest.mark.parametrize("op", ["log_softmax_backward", "layer_norm"])
+def test_stacked_probe_scan_finds_the_thresholds_one_probe_at_a_time_finds(op, monkeypatch):
+    """The threshold scan evaluates all probe magnitudes in one call (rows stacked along the independent
+    axis); the answer must be what evaluating each probe alone gives, and the scan must decide each row
+    as the single-probe predicate does."""
+    from derive import get_op
+    import numeric.thresholds as thresholds
+
+    assert thresholds._rows_apart(get_op(op))
+    stacked = op_thresholds(op, ("float16", "float32"))
+    monkeypatch.setattr(thresholds, "_rows_apart", lambda the_op: False)
+    assert op_thresholds(op, ("float16", "float32")) == stacked
+    values = np.geomspace(1.0, 6e4, 50).astype(np.float16).astype(np.float64)
+    the_op = get_op(op)
+    with np.errstate(all="ignore"):          # the probes overflow on purpose (and ε = 0)
+        for form in the_op.formulations:
+            rows = thresholds._nonfinite_rows(the_op, form, 1.0, values, np.dtype(np.float16))
+            alone = [thresholds._nonfinite(thresholds.evaluate(op, *thresholds.probe_inputs(the_op, float(m)),
+                                                               dtype="float16", formulation=form)) for m in values]
+            assert rows.tolist() == alone and any(alone)
+
+
+def test_backward_ops_with_parameter_gradients_are_scanned_one_probe_at_a_time():
+    """dγ sums over the rows, so stacking probes would mix magnitudes: no stacked scan there."""
+    from derive import get_op
+    import numeric.thresholds as thresholds
+
+    assert not thresholds._rows_apart(get_op("layer_norm_backward"))
+
+
 @pytest.fixture
 def gelu(monkeypatch):
     """The example's ops registered in a throw-away copy of the registry (no other test sees them)."""
