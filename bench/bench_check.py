@@ -163,6 +163,9 @@ def main():
     quick = "--quick" in sys.argv
     repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 1
     dtypes = ("float32", "float64") if quick else ("float16", "bfloat16", "float32", "float64")
+    import os
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (CPU seconds inflate when "
+          "the cores are shared)")
     torch = torch_cases()
     grad = {op: gradcheck_seconds(torch[op]) for op, _ in CASES} if torch else {}
     print(f"{'op':26} {'dtype':8} {'new s':>6} {'target':>6} {'':6} {'old s':>6} {'old/new':>8} {'gradcheck s':>11} "
