@@ -141,12 +141,15 @@ def test_stacked_probe_scan_finds_the_thresholds_one_probe_at_a_time_finds(op, m
     assert op_thresholds(op, ("float16", "float32")) == stacked
     values = np.geomspace(1.0, 6e4, 50).astype(np.float16).astype(np.float64)
     the_op = get_op(op)
+    broken = []
     with np.errstate(all="ignore"):          # the probes overflow on purpose (and ε = 0)
         for form in the_op.formulations:
             rows = thresholds._nonfinite_rows(the_op, form, 1.0, values, np.dtype(np.float16))
             alone = [thresholds._nonfinite(thresholds.evaluate(op, *thresholds.probe_inputs(the_op, float(m)),
                                                                dtype="float16", formulation=form)) for m in values]
-            assert rows.tolist() == alone and any(alone)
+            assert rows.tolist() == alone, form
+            broken += [form] if any(alone) else []
+    assert broken                            # some formulation does return inf/nan on the way
 
 
 def test_backward_ops_with_parameter_gradients_are_scanned_one_probe_at_a_time():
