@@ -82,7 +82,10 @@ def two_prod(a, b):
     bh, bl = _split(b)
     e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
     ap = np.abs(p)
-    unsafe = ~np.isfinite(e) | ((ap < _PROD_MIN) & (a != 0) & (b != 0))
+    doubtful = ~np.isfinite(e) | (ap < _PROD_MIN)
+    if not doubtful.any():                  # the usual case: every product exact, nothing to mask
+        return p, e, np.zeros_like(ap)
+    unsafe = doubtful & (~np.isfinite(e) | ((a != 0) & (b != 0)))
     return p, np.where(unsafe, 0.0, e), np.where(unsafe, U * ap + ETA, 0.0)
 
 
@@ -161,9 +164,11 @@ def mul(x, y):
     # roundings of t1, t2, t (each ≤ 2u|result|, + η if a product underflows) and of c (exact when t = 0)
     cross = axl + ayl
     err = perr + axl * ayl + 2 * U * (np.abs(t1) + np.abs(t2) + np.abs(t) + np.abs(c) * (t != 0))
-    ax, ay = np.abs(xh) + axl, np.abs(yh) + ayl
-    raw = ax * yr + ay * xr + xr * yr + err
-    return zh, zl, raw * INFLATE + (8 * ETA) * ((xr + yr + cross + perr) > 0)
+    if np.any(xr) or np.any(yr):
+        ax, ay = np.abs(xh) + axl, np.abs(yh) + ayl
+        raw = ax * yr + ay * xr + xr * yr + err
+        return zh, zl, raw * INFLATE + (8 * ETA) * ((xr + yr + cross + perr) > 0)
+    return zh, zl, err * INFLATE + (8 * ETA) * ((cross + perr) > 0)        # two points: no propagated radius
 
 
 def _lower_magnitude(x):
