@@ -381,3 +381,17 @@ def test_certified_values_are_within_the_asked_bits(name, bits):
 def test_certified_values_reject_bits_beyond_double_double():
     with pytest.raises(ValueError, match="bits"):
         fast.certified_values("softmax", np.zeros((1, 2)), bits=120)
+
+
+def test_conventions_reach_the_fast_path():
+    # cross_entropy with reduction="mean": the batch mean, not the sum (1/3 is not dyadic: a real division)
+    from numeric.reference import reference
+    rng = np.random.default_rng(4)
+    z, y = 3 * rng.standard_normal((3, 5)), rng.uniform(size=(3, 5))
+    got = fast.rounded_reference("cross_entropy", z, y, dtype="float64", reduction="mean")
+    summed = fast.rounded_reference("cross_entropy", z, y, dtype="float64")
+    exact = reference("cross_entropy", z, y, reduction="mean")
+    np.testing.assert_array_equal(got.values[0], exact_rounding("cross_entropy[reduction=mean]", (z, y), (exact,))[0])
+    assert abs(float(got.values[0]) * 3 - float(summed.values[0])) <= 1e-14 * abs(float(summed.values[0]))
+    bits = fast.certified_values("cross_entropy", z, y, bits=83, reduction="mean")
+    assert float(bits.hi[0]) == float(got.values[0])

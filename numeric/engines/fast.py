@@ -393,14 +393,15 @@ def decide_relative(hi, lo, rad, bits: int):
     return (h, l), decided
 
 
-def rounded_reference(op: str, *args, dtype) -> RoundedReference:
-    """The op's exact outputs at ``args`` (float64 values are exact inputs) correctly rounded to ``dtype``.
+def rounded_reference(op, *args, dtype, **params) -> RoundedReference:
+    """The op's exact outputs at ``args`` (float64 values are exact inputs) correctly rounded to ``dtype``;
+    ``op``: a name or an op, ``params``: its conventions (as for :func:`numeric.reference.reference`).
 
     float64 balls decide most elements at float16/bfloat16/float32, double-double balls at float64;
     the rest come from arb balls on the independent slices that hold them (:func:`arb_rounded`: the
     precision doubles until both ends of each ball round alike).  ``slow`` counts the elements that
     took arb."""
-    the_op = get_op(op)
+    the_op = get_op(op, **params)
     dt = resolve_dtype(dtype)
     arrays = check_arguments(the_op, args, np.dtype(np.float64))
     for a, inp in zip(arrays, the_op.inputs):
@@ -445,17 +446,17 @@ class CertifiedValues:
 MAX_CERTIFIED_BITS = 100      # a double-double holds about 106 bits; arb's ends add ≤ 2^-105 relative
 
 
-def certified_values(op: str, *args, bits: int) -> CertifiedValues:
+def certified_values(op, *args, bits: int, **params) -> CertifiedValues:
     """The op's exact outputs at ``args`` to ``bits`` bits relative — e.g. a target's precision + 30
     (float64: 83, float32: 54, bfloat16: 38) — as double-double pairs.
 
     Double-double balls certify an element when radius ≤ 2^-bits·min |value| over the ball; the rest
     (and every element when a step has no double-double rule) come from arb balls at 128, 256, …
     bits until each is ``bits`` + 2 bits accurate or within 2^-1080 of 0, converted to
-    hi = RN(mid), lo = RN(mid − hi)."""
+    hi = RN(mid), lo = RN(mid − hi).  ``op``: a name or an op, ``params``: its conventions."""
     if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= MAX_CERTIFIED_BITS:
         raise ValueError(f"bits must be an integer from 1 to {MAX_CERTIFIED_BITS}; got {bits!r}")
-    the_op = get_op(op)
+    the_op = get_op(op, **params)
     arrays = check_arguments(the_op, args, np.dtype(np.float64))
     for a, inp in zip(arrays, the_op.inputs):
         if not np.all(np.isfinite(a)):
