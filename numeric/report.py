@@ -3,8 +3,15 @@
 Everything in a report is computed here, from a seed: derivations and proofs (``derive``), sweeps of
 every formulation × dtype against the certified reference, thresholds by bisection, the batch-norm ε
 study.  No timestamps and no timings go into the files, so the same seed gives the same bytes.
-Sweep points are cached on disk (keyed by the source code of ``derive``/``numeric`` and the point), and
-``jobs > 1`` spreads them over processes.
+Proofs, sweep points, thresholds and figures are cached on disk (keyed by what made them).
+
+How a run goes (:func:`_write_set`): everything not in the cache is cut into tasks (:func:`_plan`: one
+proof per op instance, largest first; the tutorial audit; the generic thresholds of each op; sweep points
+in groups of one op and dtype) handed at once to the executor (``jobs`` local processes, or the
+``GRADAUDIT_SCHEDULER`` Dask cluster, or this process); meanwhile this process finds the hand-written
+thresholds and measures torch/JAX (``frameworks.md``).  Results are filed here (:func:`_keep`: disk cache,
+read back through JSON), the Markdown is rendered in a fixed order, and the figures missing from the cache
+are drawn by the workers last.  So the bytes do not depend on ``jobs`` or on what was cached.
 """
 from __future__ import annotations
 
