@@ -6,7 +6,7 @@ study.  No timestamps and no timings go into the files, so the same seed gives t
 Proofs, sweep points, thresholds and figures are cached on disk (keyed by what made them).
 
 How a run goes (:func:`_write_set`): everything not in the cache is cut into tasks (:func:`_plan`: one
-proof per op instance, largest first; the tutorial audit; the generic thresholds of each op; sweep points
+proof task per op with its convention instances, largest first; the tutorial audit; the generic thresholds of each op; sweep points
 in groups of one op and dtype) handed at once to the executor (``jobs`` local processes, or the
 ``GRADAUDIT_SCHEDULER`` Dask cluster, or this process); meanwhile this process finds the hand-written
 thresholds and measures torch/JAX (``frameworks.md``).  Results are filed here (:func:`_keep`: disk cache,
@@ -819,11 +819,11 @@ POINTS_PER_TASK = 17
 
 def _work(task: tuple):
     """One piece of a report set's work, run by an executor (module level, plain data in and out):
-    ("proof", op) → proof data; ("points", [sweep tasks]) → their summaries; ("thresholds", (op, dtypes))
-    → thresholds as dicts; ("audit", None) → the tutorial's audit; ("figure", job) → PNG bytes."""
+    ("proofs", [ops]) → their proof data; ("points", [sweep tasks]) → their summaries; ("thresholds", (op,
+    dtypes)) → thresholds as dicts; ("audit", None) → the tutorial's audit; ("figure", job) → PNG bytes."""
     kind, arg = task
-    if kind == "proof":
-        return proof_data(prove_op(get_op(arg), use_cache=False))
+    if kind == "proofs":
+        return [proof_data(prove_op(get_op(name), use_cache=False)) for name in arg]
     if kind == "points":
         return [_point_task(t) for t in arg]
     if kind == "thresholds":
@@ -836,25 +836,29 @@ def _work(task: tuple):
 
 
 def _proof_weight(op_name: str) -> int:
-    """A rough cost of proving an op, to hand out the largest proofs first: entries × programs proved."""
+    """A rough cost of proving an op, to hand out the largest proofs first: per size, outputs × input
+    elements (an entry's size; entries equal up to relabelling are decided once) × programs proved."""
     op = get_op(op_name)
-    entries = sum(math.prod(lengths.values()) for lengths in op.proof_lengths)
-    return entries * (len(op.formulations) + len(op.invariants) + len(op.mistakes) // 2 + 1)
+    size = sum(len(op.outputs) * sum(math.prod(lengths.get(a, 1) for a in i.axes) for i in op.inputs)
+               for lengths in op.proof_lengths)
+    return size * (len(op.formulations) + len(op.invariants) + len(op.mistakes) // 2 + 1)
 
 
 def _plan(families, config: ReportConfig) -> list[tuple]:
-    """The tasks whose results are neither in this process nor in the disk cache, largest first (proofs,
-    the tutorial audit, thresholds, then sweep points grouped by op and dtype) so that the workers finish
-    together."""
+    """The tasks whose results are neither in this process nor in the disk cache, largest first (proofs of
+    an op and its convention instances, the tutorial audit, thresholds, then sweep points grouped by op
+    and dtype) so that the workers finish together."""
     names = list(dict.fromkeys(op for f in families for op in (*FAMILIES[f], *_family_instances(f))))
-    tasks = []
-    for name in sorted(names, key=_proof_weight, reverse=True):
+    by_base: dict = {}           # the convention instances of one op share subexpressions: one process
+    for name in names:
         if name not in _DONE["proofs"]:
             cached = cached_proof(get_op(name))
             if cached is not None:
                 _DONE["proofs"][name] = cached
             else:
-                tasks.append(("proof", name))
+                by_base.setdefault(get_op(name).base_name, []).append(name)
+    groups = sorted(by_base.values(), key=lambda group: sum(map(_proof_weight, group)), reverse=True)
+    tasks = [("proofs", tuple(group)) for group in groups]
     if "audit" not in _DONE:
         tasks.append(("audit", None))
     for family in families:
@@ -881,10 +885,11 @@ def _plan(families, config: ReportConfig) -> list[tuple]:
 def _keep(task: tuple, value) -> None:
     """File a task's result where the renderers look for it (and in the disk cache)."""
     kind, arg = task
-    if kind == "proof":
-        result = ProofResult(**value)
-        store_proof(get_op(arg), result)
-        _DONE["proofs"][arg] = result
+    if kind == "proofs":
+        for name, data in zip(arg, value):
+            result = ProofResult(**data)
+            store_proof(get_op(name), result)
+            _DONE["proofs"][name] = result
     elif kind == "points":
         for t, v in zip(arg, value):
             _keep_point(t, v)
