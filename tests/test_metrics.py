@@ -39,3 +39,68 @@ def test_inf_nan_and_flush_are_counted_apart():
     assert (s["inf"], s["nan"], s["flush"]) == (1, 1, 1)
     assert np.isnan(m.ulps).all() and m.abs_at_zero[3] == 0      # exact 0: no ULPs, absolute error 0
     assert s["pct_nonfinite"] == 50.0
+
+
+def _oracle(g: float, r, dtype):
+    """(ULPs, relative error, flushed, |g| ÷ smallest normal at r = 0) of one element, in 300-bit mpmath
+    straight from the definitions in numeric/metrics.py's docstring (ulp from the dtype's p and emin)."""
+    info = ml_finfo(dtype)
+    p, emin = int(info.nmant) + 1, int(info.minexp)
+    if not math.isfinite(g):
+        return math.nan, math.nan, False, math.nan
+    with mpmath.workprec(300):
+        if r == 0:
+            return math.nan, math.nan, False, abs(g) / float(info.smallest_normal)
+        if g == 0 and abs(r) > mpmath.mpf(float(info.smallest_subnormal)) / 2:
+            return math.nan, math.nan, True, math.nan
+        e = max(int(mpmath.floor(mpmath.log(abs(r), 2))), emin)
+        ulp = mpmath.ldexp(1, e - p + 1)
+        diff = abs(mpmath.mpf(g) - r)
+        return float(diff / ulp), float(diff / abs(r)), False, math.nan
+
+
+def ml_finfo(dtype):
+    from numeric.dtypes import finfo
+    return finfo(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_vectorised_metrics_equal_the_definition_on_adversarial_elements(dtype):
+    """References at 90 bits: random, next to powers of two, in the dtype's and float64's subnormal range,
+    beyond float64's range, exact zeros and exact grid points / midpoints; results correctly rounded,
+    a few ULPs off, 0 (flushed or not), inf and nan."""
+    dt = DTYPES[dtype]
+    info = ml_finfo(dtype)
+    rng = np.random.default_rng(7)
+    refs = []
+    with mpmath.workprec(90):
+        for _ in range(200):
+            refs.append(mpmath.mpf(rng.normal()) * mpmath.exp(mpmath.mpf(rng.uniform(-8, 8))) / 3)
+        for k in (-3, 0, 1, 5):
+            two = mpmath.ldexp(1, k)
+            refs += [two, two * (1 - mpmath.ldexp(1, -70)), two * (1 + mpmath.ldexp(1, -70))]
+        tiny = mpmath.mpf(float(info.smallest_subnormal))
+        refs += [tiny * 3, tiny / 2, tiny / 3, tiny * mpmath.mpf("0.75"), -tiny * 5,
+                 mpmath.ldexp(1, -1076), mpmath.ldexp(3, -1077), mpmath.ldexp(1, -1030) / 3,
+                 mpmath.ldexp(1, 1030) * 3, -mpmath.ldexp(1, 2000), mpmath.mpf(0)]
+        grid = np.array([1.0, 1.5, 0.1]).astype(dt).astype(np.float64)
+        refs += [mpmath.mpf(float(v)) for v in grid]
+        refs += [(mpmath.mpf(float(v)) + mpmath.mpf(float(np.nextafter(np.array(v, dt), np.array(2, dt)))))/2
+                 for v in grid]
+    ref = np.array(refs, dtype=object)
+    near = np.array([float(r) for r in refs]).astype(dt)
+    shifts = rng.integers(-3, 4, size=near.size)
+    got = near.copy()
+    for i, k in enumerate(shifts):
+        for _ in range(abs(int(k))):
+            got[i] = np.nextafter(got[i], np.array(np.inf if k > 0 else -np.inf, dtype=dt))
+    got[::17] = 0
+    got[5], got[6] = np.array(np.inf, dt), np.array(np.nan, dt)
+    m = error_metrics(got, ref, dtype)
+    for i, (g, r) in enumerate(zip(got.astype(np.float64), refs)):
+        ulps, rel, flush, at_zero = _oracle(float(g), r, dtype)
+        assert m.flush[i] == flush, (i, g, r)
+        for name, value, want in (("ulps", m.ulps[i], ulps), ("rel", m.rel[i], rel),
+                                  ("abs_at_zero", m.abs_at_zero[i], at_zero)):
+            assert (math.isnan(value) and math.isnan(want)) or value == pytest.approx(want, rel=2 ** -50, abs=0), \
+                (name, i, g, r, value, want)
