@@ -7,6 +7,7 @@ device.  Backward passes go through ``jax.vjp``, which runs a ``jax.custom_vjp``
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 __all__ = ["available", "to_jax", "to_numpy", "is_jax_array", "is_jax_function", "array_function", "vjp_function"]
 
 
+@functools.lru_cache(maxsize=None)
 def available() -> bool:
     return importlib.util.find_spec("jax") is not None
 
@@ -36,7 +38,7 @@ def to_jax(a):
 
 
 def is_jax_array(value) -> bool:
-    return available() and type(value).__module__.startswith(("jax", "jaxlib")) and \
+    return type(value).__module__.startswith(("jax", "jaxlib")) and available() and \
         isinstance(value, _jax().Array)
 
 

@@ -10,6 +10,7 @@ Scalars (batch norm's ``eps``) are passed as Python floats, as frameworks take t
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import ml_dtypes
@@ -21,6 +22,7 @@ __all__ = ["available", "default_device", "to_torch", "to_numpy", "is_tensor", "
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
+@functools.lru_cache(maxsize=None)
 def available() -> bool:
     """True when torch can be imported (it is imported only when first used)."""
     return importlib.util.find_spec("torch") is not None
@@ -58,7 +60,7 @@ def to_torch(a, device: str):
 
 
 def is_tensor(value) -> bool:
-    return available() and "torch" in type(value).__module__ and isinstance(value, _torch().Tensor)
+    return "torch" in type(value).__module__ and available() and isinstance(value, _torch().Tensor)
 
 
 def to_numpy(value):
