@@ -361,3 +361,15 @@ def _exact(v):
     from fractions import Fraction
     man, exp = v.man_exp
     return Fraction(int(man)) * Fraction(2) ** int(exp) if man else Fraction(0)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_rounded_reference_zeros_are_never_negative_for_non_negative_values(dtype):
+    """softmax is positive: where it underflows the correctly rounded value is +0; an exact zero
+    (softmax_backward at dy = 1: s ⊙ (1 − Σ s) = 0) is +0 too.  A ball across 0 used to give −0."""
+    from numeric.engines.fast import rounded_reference
+
+    soft = rounded_reference("softmax", np.array([[0.0, 1e5, -3.0]]), dtype=dtype).values[0]
+    assert np.array_equal(soft.astype(np.float64), [[0.0, 1.0, 0.0]]) and not np.signbit(soft).any()
+    zero = rounded_reference("softmax_backward", np.zeros((2, 3)), np.ones((2, 3)), dtype=dtype).values[0]
+    assert not zero.astype(np.float64).any() and not np.signbit(zero).any()

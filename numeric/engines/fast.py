@@ -347,7 +347,14 @@ def _decide(mid, rad, dt):
         hi = np.nextafter(mid + rad, np.inf)
     a, b = round_float64(lo, dt), round_float64(hi, dt)
     decided = np.isfinite(rad) & np.isfinite(mid) & (a == b) & ~np.isnan(a.astype(np.float64))
-    return a, decided
+    return unsigned_zero(a, b), decided
+
+
+def unsigned_zero(a, b):
+    """``a`` (the rounded lower end of balls whose upper ends round to ``b``), except that where both ends
+    round to zeros of opposite sign — the ball holds 0, or values of both signs, all rounding to zero —
+    the value is +0, as the correctly rounded exact 0 is; a certified 0 whose sign the ball leaves open."""
+    return np.where((a == 0) & (np.signbit(a) != np.signbit(b)), np.zeros_like(a), a)
 
 
 _MAX = float(np.finfo(np.float64).max)
@@ -400,7 +407,8 @@ def rounded_reference(op, *args, dtype, **params) -> RoundedReference:
     float64 balls decide most elements at float16/bfloat16/float32, double-double balls at float64;
     the rest come from arb balls on the independent slices that hold them (:func:`arb_rounded`: the
     precision doubles until both ends of each ball round alike).  ``slow`` counts the elements that
-    took arb."""
+    took arb.  A zero's sign is certified where the ball excludes 0; a ball that holds 0 (an exact zero, or
+    a value too small for its radius) and rounds to zero at both ends gives +0."""
     the_op = get_op(op, **params)
     dt = resolve_dtype(dtype)
     arrays = check_arguments(the_op, args, np.dtype(np.float64))
@@ -615,7 +623,7 @@ def arb_rounded(op, arrays, dt) -> tuple[list[np.ndarray], int]:
                 ra, rb = round_float64(a, dt), round_float64(b, dt)
                 tie = _on_midpoint(a, dt) | _on_midpoint(b, dt)
             same = finite & ~tie & (ra.astype(np.float64) == rb.astype(np.float64))
-            v.reshape(-1)[idx[same]] = ra[same]
+            v.reshape(-1)[idx[same]] = unsigned_zero(ra, rb)[same]
             todo.reshape(-1)[idx[same]] = False
             idx = idx[finite & tie]
             if not idx.size:
@@ -631,7 +639,7 @@ def arb_rounded(op, arrays, dt) -> tuple[list[np.ndarray], int]:
             a, b = _round_mpf(lows, dt), _round_mpf(highs, dt)
             same = a.astype(np.float64) == b.astype(np.float64)
             done = idx[finite][same]
-            v.reshape(-1)[done] = a[same]
+            v.reshape(-1)[done] = unsigned_zero(a, b)[same]
             todo.reshape(-1)[done] = False
         if not any(t.any() for t in open_):
             return values, 0
