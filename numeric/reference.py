@@ -220,8 +220,10 @@ def _by_agreement(engine, op, inputs) -> list:
 
 
 def reference_float64(op: str, *args, **params):
-    """:func:`reference` rounded to float64 (inf beyond float64's range)."""
-    out = reference(op, *args, **params)
-    if isinstance(out, tuple):
-        return tuple(_map(float, o).astype(np.float64) for o in out)
-    return _map(float, out).astype(np.float64)
+    """The op's exact outputs correctly rounded to float64 (inf beyond float64's range), from
+    :func:`numeric.engines.fast.rounded_reference` — not the 83-bit midpoint of :func:`reference` rounded
+    again, which can be one ulp off next to a rounding midpoint."""
+    from .engines.fast import rounded_reference
+
+    values = rounded_reference(op, *args, dtype="float64", **params).values
+    return values if len(values) > 1 else values[0]

@@ -253,17 +253,18 @@ def probe_inputs(op, m: float, sign: float = 1.0) -> tuple:
 
 def _reference_finite(op, args, dtype) -> bool:
     """The certified value at ``args`` (rounded to ``dtype`` first) is finite once rounded to ``dtype``."""
-    from .reference import ReferenceNotCertified, reference_float64
+    from .engines.fast import rounded_reference
+    from .reference import ReferenceNotCertified
 
     dt = resolve_dtype(dtype)
     rounded = tuple(np.asarray(a, dtype=dt).astype(np.float64) if np.asarray(a).dtype.kind == "f" else a
                     for a in args)
     with np.errstate(all="ignore"):
-        try:
-            out = reference_float64(op, *rounded)
+        try:               # rounded to dt directly: via float64 a value just below MAX + ½ulp could tie to inf
+            out = rounded_reference(op, *rounded, dtype=dt).values
         except (ReferenceNotCertified, ZeroDivisionError):        # undefined there (e.g. 0/0): no threshold
             return False
-        return all(np.all(np.isfinite(np.asarray(o, dtype=np.float64).astype(dt))) for o in as_tuple(out))
+        return all(np.all(np.isfinite(np.asarray(o).astype(np.float64))) for o in out)
 
 
 def _rows_apart(op) -> bool:
