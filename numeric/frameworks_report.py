@@ -27,6 +27,7 @@ import numpy as np
 
 import derive
 
+from . import frameworks_jax
 from .adapters import jax_arrays, torch_tensors
 from .adapters.pairing import backward_of, vjp_plan
 from .condition import condition_numbers
@@ -195,18 +196,14 @@ def torch_cases() -> list[KernelCase]:
     ]
 
 
-def _jax_nn():
-    import jax
-    return jax.nn
-
-
 def jax_cases() -> list[KernelCase]:
-    """JAX's kernels (building the list does not import JAX; running a case does)."""
+    """JAX's kernels (building the list does not import JAX; running a case does).  The forwards are
+    module-level functions of :mod:`numeric.frameworks_jax`, so a case's kernel pickles to a child."""
     log_softmax_op = _registered("log_softmax")
     return [
-        KernelCase("jax", "jax.nn.softmax(z, axis=1)", lambda z: _jax_nn().softmax(z, axis=1), _logits, (0,),
+        KernelCase("jax", "jax.nn.softmax(z, axis=1)", frameworks_jax.softmax, _logits, (0,),
                    LOGIT_MAGNITUDES, "M", op="softmax"),
-        KernelCase("jax", "jax.nn.log_softmax(z, axis=1)", lambda z: _jax_nn().log_softmax(z, axis=1), _logits,
+        KernelCase("jax", "jax.nn.log_softmax(z, axis=1)", frameworks_jax.log_softmax, _logits,
                    (0,), LOGIT_MAGNITUDES, "M", op=log_softmax_op, exact_forward=_mp_log_softmax,
                    exact_backward=_mp_log_softmax_backward,
                    note="" if log_softmax_op else "exact values from mpmath in this module (gradaudit has no such op yet)"),
@@ -219,8 +216,9 @@ def _round(args, dt):
     return tuple(a.astype(dt) if _is_float(a) else a for a in args)
 
 
-def _run_torch(case, args, upstream, device):
-    """(forward outputs, gradients of ``case.diff``) as numpy arrays of the dtypes torch produced."""
+def _run_torch(case, args, dt, seed, device):
+    """(forward outputs, gradients of ``case.diff``, upstream gradients) as numpy arrays of the dtypes torch
+    produced: one forward, then the backward of that graph with :func:`frameworks_jax.upstream_for`."""
     import torch
     ts = [torch.from_numpy(a.astype(np.int64)).to(device) if isinstance(a, np.ndarray) and a.dtype.kind in "iu"
           else torch_tensors.to_torch(a, device) for a in args]
@@ -229,27 +227,11 @@ def _run_torch(case, args, upstream, device):
     with torch.enable_grad():
         out = case.forward(*ts)
     outs = out if isinstance(out, (tuple, list)) else (out,)
+    outs_np = [torch_tensors.to_numpy(o) for o in outs]
+    upstream = frameworks_jax.upstream_for(outs_np, dt, seed)
     ups = [torch_tensors.to_torch(u, device) if u is not None else torch.ones_like(o) for u, o in zip(upstream, outs)]
     grads = torch.autograd.grad(outs, [ts[k] for k in case.diff], grad_outputs=ups)
-    return [torch_tensors.to_numpy(o) for o in outs], [torch_tensors.to_numpy(g) for g in grads]
-
-
-def _run_jax(case, args, upstream, device):
-    import jax
-    import jax.numpy as jnp
-    arrays = [jnp.asarray(a) if isinstance(a, np.ndarray) and a.dtype.kind in "iu" else jax_arrays.to_jax(a)
-              for a in args]
-
-    def of_diff(*diff):
-        full = list(arrays)
-        for k, v in zip(case.diff, diff):
-            full[k] = v
-        return case.forward(*full)
-    out, pullback = jax.vjp(of_diff, *(arrays[k] for k in case.diff))
-    outs = out if isinstance(out, (tuple, list)) else (out,)
-    ups = [jax_arrays.to_jax(u) if u is not None else jnp.ones_like(o) for u, o in zip(upstream, outs)]
-    grads = pullback(tuple(ups) if isinstance(out, (tuple, list)) else ups[0])
-    return [jax_arrays.to_numpy(o) for o in outs], [jax_arrays.to_numpy(g) for g in grads]
+    return outs_np, [torch_tensors.to_numpy(g) for g in grads], upstream
 
 
 def _jacobian_kappa(case, args, upstream, which):
@@ -350,22 +332,33 @@ def _summary(gots, refs, kappas, dt) -> dict:
             "inf": inf, "nan": nan, "flush": flush}
 
 
-def measure_case(case: KernelCase, dtype, magnitude: float, *, seed: int = 0, device: str = "cpu") -> dict:
-    """{"forward": summary, "backward": summary, "gradaudit_forward": …, "gradaudit_backward": …} for one
-    kernel at one magnitude in one dtype (summaries: max_ulps, over_kappa_u, inf, nan, flush)."""
-    dt = resolve_dtype(dtype)
-    rng = np.random.default_rng(seed)
-    args = case.args(magnitude, rng)
+def _inputs(case: KernelCase, dt, magnitude: float, seed: int):
+    """The case's inputs at ``magnitude`` rounded to ``dt``, or None when some overflow ``dt``."""
+    args = case.args(magnitude, np.random.default_rng(seed))
     with np.errstate(over="ignore"):
         rounded = _round(args, dt)
     if not all(np.all(np.isfinite(a.astype(np.float64))) for a in rounded if isinstance(a, np.ndarray)):
+        return None
+    return rounded
+
+
+def measure_case(case: KernelCase, dtype, magnitude: float, *, seed: int = 0, device: str = "cpu") -> dict:
+    """{"forward": summary, "backward": summary, "gradaudit_forward": …, "gradaudit_backward": …} for one
+    kernel at one magnitude in one dtype (summaries: max_ulps, over_kappa_u, inf, nan, flush).  The
+    upstream gradient is N(0, 1) of the output's shape, or 1 for a scalar loss."""
+    dt = resolve_dtype(dtype)
+    rounded = _inputs(case, dt, magnitude, seed)
+    if rounded is None:
         return {"unrepresentable": True}
-    upstream_rng = np.random.default_rng(seed + 1)
-    run = _run_torch if case.framework == "torch" else _run_jax
-    # upstream gradient: N(0, 1) of the output's shape, or 1 for a scalar loss
-    probe_outs, _ = run(case, rounded, [None], device)
-    upstream = [None if np.ndim(o) == 0 else upstream_rng.standard_normal(np.shape(o)).astype(dt) for o in probe_outs]
-    outs, grads = run(case, rounded, upstream, device)
+    if case.framework == "torch":
+        outs, grads, upstream = _run_torch(case, rounded, dt, seed, device)
+    else:
+        outs, grads, upstream = frameworks_jax.run(case.forward, case.diff, rounded, dt, seed)
+    return _measured_row(case, dt, rounded, outs, grads, upstream)
+
+
+def _measured_row(case: KernelCase, dt, rounded, outs, grads, upstream) -> dict:
+    """:func:`measure_case`'s row from the kernel's outputs and gradients on ``rounded`` inputs."""
     ref_f, ref_b, kap_f, kap_b = _exact(case, rounded, upstream)
     row = {"forward": _summary(outs, ref_f, kap_f, dt), "backward": _summary(grads, ref_b, kap_b, dt)}
     if case.op:
@@ -476,17 +469,51 @@ def _measure_all(cases, dtypes, magnitudes, seed, device) -> list:
     return rows
 
 
-def _jax_in_child(dtypes, magnitudes, seed) -> tuple[list, dict]:
-    """Rows and environment of :func:`jax_cases`, measured in a child process (runs in it)."""
-    return _measure_all(jax_cases(), dtypes, magnitudes, seed, "cpu"), _environment(["jax"], "cpu")
+def _jax_tasks(cases, dtypes, magnitudes, seed) -> tuple[list, list]:
+    """([(case index, dtype, magnitude, rounded inputs or None)], [task for :func:`frameworks_jax.run_all`
+    per entry with inputs]) of JAX ``cases``: inputs are drawn and rounded here, kernels run in the child."""
+    entries, tasks = [], []
+    for i, case in enumerate(cases):
+        for d in dtypes:
+            dt = resolve_dtype(d, argument="dtypes")
+            for m in (magnitudes or case.magnitudes):
+                rounded = _inputs(case, dt, m, seed)
+                entries.append((i, dt, m, rounded))
+                if rounded is not None:
+                    tasks.append((case.forward, case.diff, rounded, dt, seed))
+    return entries, tasks
+
+
+def _jax_rows(cases, entries, results) -> list:
+    """[(case index, dtype name, magnitude, row)] from the child's results (float64 rows skipped when
+    JAX's 64-bit mode is off); a kernel or reference that raised gives {"error": …}."""
+    rows, done = [], iter(results)
+    for i, dt, m, rounded in entries:
+        if rounded is None:
+            rows.append((i, dt.name, m, {"unrepresentable": True}))
+            continue
+        result = next(done)
+        if result is None:
+            continue
+        if result[0] == "error":
+            rows.append((i, dt.name, m, {"error": result[1]}))
+            continue
+        try:
+            row = _measured_row(cases[i], dt, rounded, *result[1:])
+        except Exception as exc:
+            row = {"error": f"{type(exc).__name__}: {exc}"}
+        rows.append((i, dt.name, m, row))
+    return rows
 
 
 def write_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=None, magnitudes=None):
     """Write ``out/frameworks.md`` when torch (or JAX) is importable; returns its path, or None when
     neither is.  ``cases``/``magnitudes`` narrow the run (tests; given cases run in this process).
 
-    By default JAX's kernels are measured in a *spawned* child process: JAX starts threads when
-    imported, and ``gradaudit report`` (or a test suite) may fork worker processes afterwards."""
+    By default JAX's kernels run in a *spawned* child process (JAX starts threads when imported, and
+    ``gradaudit report`` or a test suite may fork worker processes afterwards).  The child imports only
+    numpy and JAX (:mod:`numeric.frameworks_jax`) and runs while torch is measured here; exact values,
+    κ and metrics of its outputs are computed here."""
     from pathlib import Path
     from derive.atomic import write_text
     jax_child = cases is None and jax_arrays.available()
@@ -503,6 +530,13 @@ def write_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=N
     frameworks = sorted({c.framework for c in cases})
     device = "cpu"
     threads = None
+    pool = jax_pending = None
+    if jax_child:
+        import multiprocessing
+        jcases = jax_cases()
+        jax_entries, tasks = _jax_tasks(jcases, dtypes, magnitudes, seed)
+        pool = multiprocessing.get_context("spawn").Pool(1)
+        jax_pending = pool.apply_async(frameworks_jax.run_all, (tasks,))
     if "torch" in frameworks:
         import torch
         device = torch_tensors.default_device()
@@ -510,18 +544,18 @@ def write_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=N
         torch.set_num_threads(1)
     try:
         indexed = _measure_all(cases, dtypes, magnitudes, seed, device)
+        results = [(cases[i], d, m, row) for i, d, m, row in indexed]
+        environment = _environment(frameworks, device)
+        if jax_child:
+            jax_results, jax_env = jax_pending.get()
+            results += [(jcases[i], d, m, row) for i, d, m, row in _jax_rows(jcases, jax_entries, jax_results)]
+            environment.update(jax_env)
     finally:
         if threads is not None:
             torch.set_num_threads(threads)
-    results = [(cases[i], d, m, row) for i, d, m, row in indexed]
-    environment = _environment(frameworks, device)
-    if jax_child:
-        import multiprocessing
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            rows, jax_env = pool.apply(_jax_in_child, (tuple(dtypes), magnitudes, seed))
-        jcases = jax_cases()
-        results += [(jcases[i], d, m, row) for i, d, m, row in rows]
-        environment.update(jax_env)
+        if pool is not None:
+            pool.terminate()
+            pool.join()
     text = frameworks_markdown(results, environment) + "\n"
     if cached is not None:
         derive.cache.store(cached[0], "frameworks report", cached[2], text.encode("utf-8"))

@@ -100,3 +100,35 @@ def test_a_kernel_that_raises_is_reported_not_fatal(tmp_path):
     case = fr.KernelCase("torch", "broken", broken, fr._logits, (0,), (1.0,), "M", op="softmax")
     text = fr.write_frameworks_report(tmp_path, dtypes=("float32",), cases=[case]).read_text()
     assert "| float32 | 1 | not measured: RuntimeError: no kernel for this dtype |" in text
+
+
+def test_jax_child_module_imports_neither_sympy_nor_the_rest_of_numeric():
+    """The spawned JAX child imports numeric.frameworks_jax only: no SymPy, derive or numeric.adapters."""
+    import subprocess
+    import sys
+    code = ("import sys, numeric.frameworks_jax; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sympy', 'derive', 'torch', 'jax') "
+            "or m.startswith('numeric.adapters')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_jax_run_gives_softmax_and_its_vjp_for_the_upstream_it_drew():
+    """One forward and one pullback: outputs within 1e-5 relative of mpmath's softmax (κ·u ≈ 1e-6 at |z| ≲ 10),
+    gradient within 1e-5 relative
+    of s ⊙ (g − Σ s g) (textbook VJP) for the upstream g = default_rng(seed + 1).standard_normal."""
+    from numeric import frameworks_jax
+    z = (3.0 * np.random.default_rng(4).standard_normal((4, 8))).astype(np.float32)
+    outs, grads, ups = frameworks_jax.run(frameworks_jax.softmax, (0,), (z,), np.dtype(np.float32), 7)
+    g = np.random.default_rng(8).standard_normal((4, 8)).astype(np.float32)
+    assert np.array_equal(ups[0], g) and outs[0].dtype == grads[0].dtype == np.float32
+    with mpmath.workdps(40):
+        for b in range(4):
+            exps = [mpmath.exp(mpmath.mpf(float(v))) for v in z[b]]
+            s = [e / mpmath.fsum(exps) for e in exps]
+            sg = mpmath.fsum(sk * mpmath.mpf(float(gk)) for sk, gk in zip(s, g[b]))
+            for k in range(8):
+                assert outs[0][b, k] == pytest.approx(float(s[k]), rel=1e-5)
+                exact = float(s[k] * (mpmath.mpf(float(g[b, k])) - sg))
+                assert grads[0][b, k] == pytest.approx(exact, rel=1e-5, abs=1e-7)
