@@ -206,3 +206,23 @@ def test_running_statistics_table_matches_an_exact_update():
         assert float(cells[3]) == pytest.approx(float(unbiased), rel=1e-9)
         assert float(cells[4]) == pytest.approx(float(biased), rel=1e-9)
         assert float(cells[7]) == pytest.approx(n / (n - 1), rel=1e-4)
+
+
+def test_log_axis_tick_labels_are_plain_text_powers_of_ten():
+    from numeric.figures import _power_of_ten
+    assert [_power_of_ten(x) for x in (1e-8, 1e-3, 1.0, 10.0, 1e12)] == ["10⁻⁸", "10⁻³", "10⁰", "10¹", "10¹²"]
+    assert _power_of_ten(3.0) == "3" and _power_of_ten(0.0) == "0"
+
+
+def test_a_figure_is_the_same_bytes_when_drawn_again_and_after_another_figure():
+    """Nothing carries over from one figure to the next in a worker: serial and parallel runs agree."""
+    from numeric.figures import draw_png, figure_job
+    point = {"max_bits": 3.0, "pct_nonfinite": 0}
+    job = figure_job({"naive": {"float16": [(1.0, point), (10.0, {**point, "max_bits": 7.5})],
+                                "float32": [(1.0, point), (1e3, {"max_bits": 1.0, "pct_nonfinite": 50})]}},
+                     ("float16", "float32"), xlabel="M", title="t", vlines={"float16": [(5.0, "M = 5")]})
+    other = figure_job({"shifted eps=1e-03": {"float64": [(1e-6, point), (1e6, point)]}}, ("float64",),
+                       xlabel="x", title="other", vlines=None)
+    first = draw_png(job)
+    draw_png(other)
+    assert first.startswith(b"\x89PNG") and draw_png(job) == first
