@@ -57,6 +57,9 @@ def cli_times() -> None:
     same = outputs[1] == outputs[2]
     print(f"\n--jobs 1 and --jobs 2 wrote {'the same' if same else 'DIFFERENT'} bytes "
           f"({len(outputs[1])} files)")
+    differ = sorted(str(n) for n in outputs[1].keys() | outputs[2].keys() if outputs[1].get(n) != outputs[2].get(n))
+    if differ:
+        print("differing: " + ", ".join(differ))
 
 
 #: Phases of a report: (module attribute of numeric.report, label, counts its children's CPU too).
