@@ -341,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "beside it, then swapped in; files that were not part of the old set are kept)")
     p.add_argument("--dtypes", default="float16,bfloat16,float32,float64")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=1, help="processes for the reference computations")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="processes for the report's work: proofs, sweep points, thresholds, audit, figures")
     p.set_defaults(run=_cmd_report)
     p = sub.add_parser("exhaustive", help="every value of one or two input elements in a low-precision dtype, "
                                           "judged against the certified reference")
