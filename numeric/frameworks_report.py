@@ -484,16 +484,16 @@ def _jax_tasks(cases, dtypes, magnitudes, seed) -> tuple[list, list]:
     return entries, tasks
 
 
-def _jax_rows(cases, entries, results) -> list:
+def _jax_rows(cases, entries, results, x64: bool) -> list:
     """[(case index, dtype name, magnitude, row)] from the child's results (float64 rows skipped when
-    JAX's 64-bit mode is off); a kernel or reference that raised gives {"error": …}."""
+    JAX's 64-bit mode is off, ``x64``); a kernel or reference that raised gives {"error": …}."""
     rows, done = [], iter(results)
     for i, dt, m, rounded in entries:
+        result = next(done) if rounded is not None else None
+        if dt == np.float64 and not x64:
+            continue
         if rounded is None:
             rows.append((i, dt.name, m, {"unrepresentable": True}))
-            continue
-        result = next(done)
-        if result is None:
             continue
         if result[0] == "error":
             rows.append((i, dt.name, m, {"error": result[1]}))
@@ -548,7 +548,8 @@ def write_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=N
         environment = _environment(frameworks, device)
         if jax_child:
             jax_results, jax_env = jax_pending.get()
-            results += [(jcases[i], d, m, row) for i, d, m, row in _jax_rows(jcases, jax_entries, jax_results)]
+            x64 = jax_env["jax x64"] == "enabled"
+            results += [(jcases[i], d, m, row) for i, d, m, row in _jax_rows(jcases, jax_entries, jax_results, x64)]
             environment.update(jax_env)
     finally:
         if threads is not None:

@@ -132,3 +132,14 @@ def test_jax_run_gives_softmax_and_its_vjp_for_the_upstream_it_drew():
                 assert outs[0][b, k] == pytest.approx(float(s[k]), rel=1e-5)
                 exact = float(s[k] * (mpmath.mpf(float(g[b, k])) - sg))
                 assert grads[0][b, k] == pytest.approx(exact, rel=1e-5, abs=1e-7)
+
+
+def test_child_results_are_matched_to_their_entries():
+    """Entries whose inputs overflow get no task; float64 rows are dropped when JAX's 64-bit mode is off."""
+    f16, f64 = np.dtype(np.float16), np.dtype(np.float64)
+    z = np.zeros((4, 8))
+    entries = [(0, f16, 1e4, None), (0, f16, 1.0, z.astype(f16)), (0, f64, 1.0, z), (1, f16, 1.0, z.astype(f16))]
+    results = [("error", "RuntimeError: a"), None, ("error", "ValueError: b")]
+    rows = fr._jax_rows(fr.jax_cases(), entries, results, x64=False)
+    assert rows == [(0, "float16", 1e4, {"unrepresentable": True}), (0, "float16", 1.0, {"error": "RuntimeError: a"}),
+                    (1, "float16", 1.0, {"error": "ValueError: b"})]
