@@ -125,7 +125,8 @@ def _draw(series, dtypes, *, xlabel, title, vlines) -> bytes:
             top = max([top, *ys])
             ax.plot(xs, ys, marker=marker, color=color, linestyle=style, label=label, linewidth=1.2, markersize=3.5)
             bad = [x for x, s in pts if s["pct_nonfinite"] > 0]
-            ax.plot(bad, [p] * len(bad), linestyle="none", marker="x", color=color, markersize=6)
+            if bad:
+                ax.plot(bad, [p] * len(bad), linestyle="none", marker="x", color=color, markersize=6)
         for x, text in (vlines or {}).get(dtype, []):
             ax.axvline(x, color="0.5", linestyle=":", linewidth=1)
             ax.annotate(text, (x, p * 0.92), fontsize=7, color="0.35", rotation=90, ha="right", va="top")
