@@ -141,7 +141,9 @@ def error_metrics(got, ref, dtype) -> ErrorMetrics:
 
 
 def _split(r) -> tuple:
-    t = r._mpf_ if type(r) is mpmath.mpf else mpmath.mpf(r)._mpf_        # (sign, mantissa, exponent, bits)
+    # (sign, mantissa, exponent, bits) of the exact value: mpmath.mpf(r) would round an mpf (or a lazily
+    # converted one, numeric.engines.arb_arrays.LazyMpf) to the context's 53 bits
+    t = r._mpf_ if isinstance(r, mpmath.mpf) else from_float(float(r))
     hi = to_float(t, rnd="n")
     lo = to_float(mpf_sub(t, from_float(hi), 53, "n"), rnd="n") if math.isfinite(hi) else 0.0
     return hi, lo, t == fzero

@@ -104,3 +104,19 @@ def test_vectorised_metrics_equal_the_definition_on_adversarial_elements(dtype):
                                   ("abs_at_zero", m.abs_at_zero[i], at_zero)):
             assert (math.isnan(value) and math.isnan(want)) or value == pytest.approx(want, rel=2 ** -50, abs=0), \
                 (name, i, g, r, value, want)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_metrics_of_the_lazily_converted_reference_keep_its_digits(dtype):
+    """numeric.reference returns lazily converted mpf elements; their ULP errors must come from all 83+
+    bits (fractional in float64), equal to the definition against softmax computed here in mpmath."""
+    from numeric import reference
+
+    z = np.random.default_rng(1).normal(size=(3, 5))
+    got = (np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)).astype(DTYPES[dtype])
+    m = error_metrics(got, reference("softmax", z), dtype)
+    with mpmath.workprec(300):
+        for i, j in np.ndindex(z.shape):
+            exact = mpmath.exp(z[i, j]) / mpmath.fsum(mpmath.exp(v) for v in z[i])
+            assert m.ulps[i, j] == pytest.approx(_oracle(float(got[i, j]), exact, dtype)[0], rel=2 ** -40)
+    assert (m.ulps != np.round(m.ulps)).any()
