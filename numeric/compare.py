@@ -46,7 +46,8 @@ class Comparison:
         judged = []
         with np.errstate(all="ignore"):
             for name, m in self.metrics.items():
-                ref = np.abs(np.asarray(np.frompyfunc(float, 1, 1)(self.reference[name]), dtype=np.float64))
+                ref = np.abs(m.reference64 if m.reference64 is not None else
+                             np.asarray(np.frompyfunc(float, 1, 1)(self.reference[name]), dtype=np.float64))
                 ok = np.isfinite(m.rel) & (ref >= normal)     # subnormal results: only absolute accuracy
                 judged.append((m.rel / (np.maximum(self.kappa[name], 1.0) * u))[ok].ravel())
         judged = np.concatenate(judged)
@@ -82,8 +83,9 @@ def compare(op: str, *args, dtype="float32", formulation: str | None = None, **p
                            as_tuple(condition_numbers(op, *rounded)))
 
 
-def compare_rounded(op, rounded, dt, formulation, ref, kappa) -> Comparison:
-    """:func:`compare` for inputs already in ``dt`` with their reference and κ computed (sweeps share them)."""
+def compare_rounded(op, rounded, dt, formulation, ref, kappa, images=None) -> Comparison:
+    """:func:`compare` for inputs already in ``dt`` with their reference and κ computed (sweeps share them,
+    and ``images``, the references' :func:`numeric.metrics.reference_image`)."""
     the_op = get_op(op)
     with np.errstate(all="ignore"):
         got = as_tuple(evaluate(op, *rounded, dtype=dt, formulation=formulation))
@@ -91,6 +93,7 @@ def compare_rounded(op, rounded, dt, formulation, ref, kappa) -> Comparison:
     form = formulation_of(the_op, formulation)
     return Comparison(
         op, form.name, dt.name,
-        metrics={n: error_metrics(g, r, dt) for n, g, r in zip(names, got, ref)},
+        metrics={n: error_metrics(g, r, dt, image=i)
+                 for n, g, r, i in zip(names, got, ref, images or (None,) * len(names))},
         kappa=dict(zip(names, kappa)),
         got=dict(zip(names, got)), reference=dict(zip(names, ref)))

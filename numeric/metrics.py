@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import mpmath
 import numpy as np
@@ -25,7 +26,7 @@ from mpmath.libmp import from_float, fzero, mpf_sub, to_float
 
 from .dtypes import finfo, resolve_dtype
 
-__all__ = ["ErrorMetrics", "error_metrics", "ulp_at", "ulps_at"]
+__all__ = ["ErrorMetrics", "ReferenceImage", "error_metrics", "reference_image", "ulp_at", "ulps_at"]
 
 
 def ulp_at(ref: mpmath.mpf, dtype) -> float:
@@ -71,6 +72,7 @@ class ErrorMetrics:
     nan: np.ndarray          # bool
     flush: np.ndarray        # bool: got == 0 although the reference rounds to a non-zero float
     abs_at_zero: np.ndarray  # float64 |got| ÷ smallest normal of the dtype where ref = 0 (finite got); else nan
+    reference64: np.ndarray | None = None   # float64: the reference rounded to float64 (±inf beyond its range)
 
     @property
     def size(self) -> int:
@@ -102,42 +104,62 @@ class ErrorMetrics:
         }
 
 
-def error_metrics(got, ref, dtype) -> ErrorMetrics:
-    """Compare ``got`` (array of ``dtype``) with ``ref`` (object array of ``mpmath.mpf``, same shape).
+class ReferenceImage(NamedTuple):
+    """A reference as float64 arrays: ``hi`` = ref rounded to float64, ``lo`` = (ref − hi) rounded,
+    ``zero`` = ref is exactly 0 (see :func:`reference_image`)."""
+    hi: np.ndarray
+    lo: np.ndarray
+    zero: np.ndarray
 
-    Vectorised over a double-double image of the reference: hi = ref rounded to float64 and
-    lo = (ref − hi) rounded to float64, so |got − ref| = |(got − hi) − lo| is formed with one rounding
-    (got − hi is exact by Sterbenz' lemma whenever the error is below |ref|/2) and is within 2^-52 of its
-    exact value, relatively.  Elements the float64 image cannot stand for — ref beyond float64's range or
-    below its smallest normal, got = 0 (flush decided in exact arithmetic) — take the exact path,
-    :func:`_exact_element`."""
+
+def reference_image(ref) -> ReferenceImage:
+    """The double-double image of ``ref`` (object array of ``mpmath.mpf``) that :func:`error_metrics`
+    measures against; compute it once when several results are compared with the same reference."""
+    ref = np.asarray(ref, dtype=object)
+    with np.errstate(over="ignore"):                       # |ref| beyond float64: hi = ±inf (exact path)
+        hi, lo, zero = (np.asarray(a, dtype=t).reshape(ref.shape)
+                        for a, t in zip(_double_double(ref), (np.float64, np.float64, bool)))
+    return ReferenceImage(hi, lo, zero)
+
+
+def error_metrics(got, ref, dtype, *, image: ReferenceImage | None = None) -> ErrorMetrics:
+    """Compare ``got`` (array of ``dtype``) with ``ref`` (object array of ``mpmath.mpf``, same shape);
+    ``image``: :func:`reference_image` of ``ref`` when already computed.
+
+    Vectorised over the double-double image of the reference: |got − ref| = |(got − hi) − lo| is formed
+    with one rounding (got − hi is exact by Sterbenz' lemma whenever the error is below |ref|/2), within
+    2^-52 of its exact value, relatively; got = 0 is a flush when |ref| > half the dtype's smallest
+    subnormal, decided exactly from hi and the sign of lo.  Elements the float64 image cannot stand for —
+    ref beyond float64's range or below its smallest normal — take the exact path, :func:`_exact_element`."""
     dt = resolve_dtype(dtype)
     got = np.asarray(got)
     ref = np.asarray(ref, dtype=object)
     if got.shape != ref.shape:
         raise ValueError(f"got has shape {got.shape} but the reference has shape {ref.shape}")
     g64 = got.astype(np.float64)
-    with np.errstate(over="ignore"):                       # |ref| beyond float64: hi = ±inf, exact path
-        hi, lo, zero = (np.asarray(a, dtype=t).reshape(got.shape)
-                        for a, t in zip(_double_double(ref), (np.float64, np.float64, bool)))
+    hi, lo, zero = image if image is not None else reference_image(ref)
     ulps = np.full(got.shape, np.nan)
     rel = np.full(got.shape, np.nan)
-    flush = np.zeros(got.shape, bool)
     at_zero = np.full(got.shape, np.nan)
     finite = np.isfinite(g64)
     at_zero[finite & zero] = np.abs(g64[finite & zero]) / float(finfo(dt).smallest_normal)
-    regular = finite & ~zero & (g64 != 0) & np.isfinite(hi) & (np.abs(hi) >= np.finfo(np.float64).smallest_normal)
+    with np.errstate(invalid="ignore"):
+        normal = finite & ~zero & np.isfinite(hi) & (np.abs(hi) >= np.finfo(np.float64).smallest_normal)
+    half = float(finfo(dt).smallest_subnormal) / 2        # a float64 number except for float64 (then 0)
+    above = (np.abs(hi) > half) | ((np.abs(hi) == half) & (lo * np.sign(hi) > 0))       # |ref| > half, exactly
+    flush = normal & (g64 == 0) & above
+    regular = normal & ~flush
     with np.errstate(all="ignore"):
         diff = np.abs((g64[regular] - hi[regular]) - lo[regular])
         ulps[regular] = diff / ulps_at(ref[regular], dt, near=hi[regular])
         rel[regular] = diff / np.abs(hi[regular])
-    rest = finite & ~zero & ~regular
+    rest = finite & ~zero & ~normal
     if rest.any():
         with mpmath.workprec(256):
             half_smallest = mpmath.mpf(float(finfo(dt).smallest_subnormal)) / 2   # (in floats it would be 0)
             for idx in zip(*np.nonzero(rest)):
                 ulps[idx], rel[idx], flush[idx] = _exact_element(g64[idx], ref[idx], dt, half_smallest)
-    return ErrorMetrics(dt.name, ulps, rel, np.isinf(g64), np.isnan(g64), flush, at_zero)
+    return ErrorMetrics(dt.name, ulps, rel, np.isinf(g64), np.isnan(g64), flush, at_zero, hi)
 
 
 def _split(r) -> tuple:

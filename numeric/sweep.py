@@ -19,6 +19,7 @@ from derive import get_op
 
 from .arguments import check_arguments
 from .compare import compare_rounded
+from .metrics import reference_image
 from .condition import condition_numbers
 from .dtypes import DTYPES, resolve_dtype
 from .evaluate import as_tuple
@@ -100,7 +101,8 @@ def sweep_point(op, args, dtype) -> list:
         return [{"formulation": f, "summary": dict(UNREPRESENTABLE)} for f in the_op.formulations]
     ref = as_tuple(reference(op, *rounded))
     kappa = as_tuple(condition_numbers(op, *rounded))
-    return [{"formulation": f, "summary": compare_rounded(op, rounded, dt, f, ref, kappa).summary()}
+    images = tuple(reference_image(r) for r in ref)         # once for every formulation
+    return [{"formulation": f, "summary": compare_rounded(op, rounded, dt, f, ref, kappa, images).summary()}
             for f in the_op.formulations]
 
 

@@ -120,3 +120,19 @@ def test_metrics_of_the_lazily_converted_reference_keep_its_digits(dtype):
             exact = mpmath.exp(z[i, j]) / mpmath.fsum(mpmath.exp(v) for v in z[i])
             assert m.ulps[i, j] == pytest.approx(_oracle(float(got[i, j]), exact, dtype)[0], rel=2 ** -40)
     assert (m.ulps != np.round(m.ulps)).any()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_zero_results_next_to_half_the_smallest_subnormal_are_flushes_exactly_when_above_it(dtype):
+    """got = 0 against references at, just above and just below half the dtype's smallest subnormal
+    (the rounding boundary to 0), 90-bit values whose float64 images tie there."""
+    with mpmath.workprec(90):
+        half = mpmath.mpf(float(ml_finfo(dtype).smallest_subnormal)) / 2
+        refs = [half, half * (1 + mpmath.ldexp(1, -70)), half * (1 - mpmath.ldexp(1, -70)), 3 * half,
+                -half * (1 + mpmath.ldexp(1, -70)), -half, mpmath.mpf(1) / 3]
+    got = np.zeros(len(refs), dtype=DTYPES[dtype])
+    m = error_metrics(got, np.array(refs, dtype=object), dtype)
+    for i, r in enumerate(refs):
+        ulps, rel, flush, _ = _oracle(0.0, r, dtype)
+        assert m.flush[i] == flush, (i, r)
+        assert (math.isnan(m.ulps[i]) and math.isnan(ulps)) or m.ulps[i] == pytest.approx(ulps, rel=2 ** -50)
