@@ -165,10 +165,15 @@ def define_backward(forward: Op, name: str, *, wrt: tuple[str, ...] | None = Non
                     gradient_names: dict | None = None, formulations: dict | None = None, summary: str = "",
                     stable: str = "", accurate: str = "", derivation=(), generic=(), invariants=(), mistakes=(),
                     proof_lengths=None, domain: dict | None = None, params: dict | None = None,
-                    param_specs=(), family: str | None = None) -> Op:
-    """The backward op of ``forward``: its definition is the reverse-mode derivative of ``forward``'s
-    definition (formulation ``"derived"``), proved equal to SymPy ``diff``; ``formulations`` are hand
-    versions proved equal to it.
+                    param_specs=(), family: str | None = None, reference: str = "derived") -> Op:
+    """The backward op of ``forward``: the reverse-mode derivative of ``forward``'s definition (formulation
+    ``"derived"``) and the hand ``formulations``, each proved equal to SymPy ``diff`` of ``forward``'s
+    definition (the op's ``definition``).
+
+    ``reference``: the formulation that is the op's reference — the one certified references evaluate
+    (default ``"derived"``).  A hand formulation that is better conditioned (BCE's σ(z) − y against the
+    derived (1 − y)/(1 − σ) − y/σ form, which cancels) needs far fewer bits of ball arithmetic; it is
+    proved equal to the same ``diff``, so the certified values are the same numbers.
 
     ``wrt``: inputs to differentiate (default: array inputs of :data:`DIFFERENTIABLE_ROLES`); ``upstream``: name of the
     upstream-gradient input (``None`` for a scalar loss: the cotangent is 1); ``gradient_names``:
@@ -203,6 +208,9 @@ def define_backward(forward: Op, name: str, *, wrt: tuple[str, ...] | None = Non
     sizes = {**forward.reference.sizes, **derived.sizes}
     for k, given in (formulations or {}).items():
         forms[k] = _formulation(k, given, inputs, outputs, forward.reference.axis_order, sizes)
+    if reference not in forms:
+        raise ValueError(f"{name}: reference must be one of its formulations ({', '.join(forms)}); got {reference!r}")
+    forms = {reference: forms[reference], **forms}          # the first formulation is the op's reference
     return define_op(name, inputs=inputs, outputs=outputs, formulations=forms,
                      axis_order=forward.reference.axis_order, sizes=sizes, family=family or forward.family,
                      summary=summary or f"vector–Jacobian product of {forward.name}",

@@ -98,7 +98,8 @@ BCE_WITH_LOGITS_BACKWARD = define_backward(
     BCE_WITH_LOGITS, "bce_with_logits_backward",
     formulations={"naive": ("dz = 1/(1 + e^{−z}) − y", _NAIVE_GRAD),
                   "stable": ("dz = e^{min(z,0)} / (e^{min(z,0)} + e^{−max(z,0)}) − y", _STABLE_GRAD)},
-    stable="stable", accurate="stable", derivation=BACKWARD_DERIVATION, generic=GENERIC, summary="∂L/∂z = σ(z) − y",
+    stable="stable", accurate="stable", reference="stable", derivation=BACKWARD_DERIVATION, generic=GENERIC,
+    summary="∂L/∂z = σ(z) − y",
     mistakes=(
         ("sign_flip", "the sign is flipped: you computed y − σ(z) instead of σ(z) − y",
          _STABLE_SIGMOID + (Elementwise("dz", v("y") - v("sig")),)),
