@@ -246,3 +246,13 @@ def test_invariants_hold_on_the_stable_formulation(name):
     args = _inputs(op, (3, 7), seed=6)
     outs = evaluate(name, *args, dtype="float64", formulation=op.stable or None)
     check_invariants(name, args, outs)
+
+
+def test_a_backward_reference_must_be_one_of_its_formulations():
+    from derive import define_backward
+
+    forward = get_op("bce_with_logits")
+    with pytest.raises(ValueError, match="reference must be one of its formulations"):
+        define_backward(forward, "bce_again_backward", reference="sigmoid")
+    op = get_op("bce_with_logits_backward")
+    assert op.reference.name == "stable" and list(op.formulations)[0] == "stable" and "derived" in op.formulations
