@@ -8,7 +8,7 @@ derived by reverse mode), then made known with :func:`register` — the built-in
 Names are imported on first use (PEP 562), and the built-in families are built when the op set is
 first read, so ``import derive`` does not import SymPy.
 """
-import importlib
+from .lazy import lazy_names
 
 #: Public name → the submodule that defines it.
 _HOMES = {
@@ -28,14 +28,4 @@ __all__ = ["OPS", "get_op", "register", "register_parametric", "load_ops", "fami
            "value_symbol", "Kernel", "source_code", "prove_op", "ProofResult", "is_zero"]
 
 
-def __getattr__(name):
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'derive' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _HOMES, __all__)

@@ -8,6 +8,8 @@ import importlib
 import sys
 import types
 
+from derive.lazy import lazy_names
+
 #: Public name → the submodule that defines it.
 _HOMES = {
     "check_autograd_function": "adapters", "check_layer": "adapters",
@@ -27,17 +29,7 @@ __all__ = ["evaluate", "reference", "compare", "Comparison", "condition_numbers"
            "check_autograd_function", "check_layer"]
 
 
-def __getattr__(name):
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'numeric' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _HOMES, __all__)
 
 
 class _Package(types.ModuleType):
