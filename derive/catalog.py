@@ -48,10 +48,13 @@ def _compute() -> list[dict]:
     return [describe(op) for op in OPS.values()]
 
 
-def _valid(payload: bytes) -> bool:
-    entries = json.loads(payload)
+def _entries_valid(entries) -> bool:
     return isinstance(entries, list) and all(isinstance(e, dict) and {"name", "signature", "formulations",
                                                                       "conventions"} <= set(e) for e in entries)
+
+
+def _valid(payload: bytes) -> bool:
+    return _entries_valid(json.loads(payload))
 
 
 def _shipped(digest: str) -> list[dict] | None:
@@ -61,8 +64,7 @@ def _shipped(digest: str) -> list[dict] | None:
         return None
     if not isinstance(data, dict) or data.get("sources") != digest:
         return None
-    entries = json.dumps(data.get("ops")).encode()
-    return data["ops"] if _valid(entries) else None
+    return data["ops"] if _entries_valid(data.get("ops")) else None
 
 
 def builtin_catalog() -> list[dict]:

@@ -46,8 +46,7 @@ class Comparison:
         judged = []
         with np.errstate(all="ignore"):
             for name, m in self.metrics.items():
-                ref = np.abs(m.reference64 if m.reference64 is not None else
-                             np.asarray(np.frompyfunc(float, 1, 1)(self.reference[name]), dtype=np.float64))
+                ref = np.abs(m.reference64)
                 ok = np.isfinite(m.rel) & (ref >= normal)     # subnormal results: only absolute accuracy
                 judged.append((m.rel / (np.maximum(self.kappa[name], 1.0) * u))[ok].ravel())
         judged = np.concatenate(judged)

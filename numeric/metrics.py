@@ -29,8 +29,8 @@ from .dtypes import finfo, resolve_dtype
 __all__ = ["ErrorMetrics", "ReferenceImage", "error_metrics", "reference_image", "ulp_at", "ulps_at"]
 
 
-def ulp_at(ref: mpmath.mpf, dtype) -> float:
-    """Spacing of ``dtype``'s grid at the real number ``ref`` (a Python float, possibly subnormal)."""
+def _ulp_exponent(ref, dtype) -> int:
+    """k with ulp(ref) = 2^k on ``dtype``'s grid (subnormal spacing below the normal range), for any real."""
     info = finfo(dtype)
     emin = int(info.minexp)
     if ref == 0:
@@ -38,7 +38,12 @@ def ulp_at(ref: mpmath.mpf, dtype) -> float:
     else:
         _, e = mpmath.frexp(ref)          # ref = m 2^e with 1/2 ≤ |m| < 1
         exponent = max(int(e) - 1, emin)
-    return math.ldexp(1.0, exponent - int(info.nmant))
+    return exponent - int(info.nmant)
+
+
+def ulp_at(ref: mpmath.mpf, dtype) -> float:
+    """Spacing of ``dtype``'s grid at the real number ``ref`` (a Python float, possibly subnormal)."""
+    return math.ldexp(1.0, _ulp_exponent(ref, dtype))
 
 
 def ulps_at(ref, dtype, near=None) -> np.ndarray:
@@ -72,7 +77,7 @@ class ErrorMetrics:
     nan: np.ndarray          # bool
     flush: np.ndarray        # bool: got == 0 although the reference rounds to a non-zero float
     abs_at_zero: np.ndarray  # float64 |got| ÷ smallest normal of the dtype where ref = 0 (finite got); else nan
-    reference64: np.ndarray | None = None   # float64: the reference rounded to float64 (±inf beyond its range)
+    reference64: np.ndarray  # float64: the reference rounded to float64 (±inf beyond its range)
 
     @property
     def size(self) -> int:
@@ -179,8 +184,6 @@ def _exact_element(g: float, r, dt, half_smallest) -> tuple[float, float, bool]:
     caller's precision (256 bits): the definition the vectorised path follows."""
     if g == 0 and abs(r) > half_smallest:
         return math.nan, math.nan, True
-    info = finfo(dt)
-    _, e = mpmath.frexp(r)
-    ulp = mpmath.ldexp(1, max(int(e) - 1, int(info.minexp)) - int(info.nmant))   # ulp_at, beyond float64 too
+    ulp = mpmath.ldexp(1, _ulp_exponent(r, dt))          # ulp_at as an mpf: beyond float64's range too
     diff = abs(mpmath.mpf(g) - r)
     return float(diff / ulp), float(diff / abs(r)), False

@@ -19,10 +19,10 @@ from derive import get_op
 
 from .arguments import check_arguments
 from .compare import compare_rounded
-from .metrics import reference_image
 from .condition import condition_numbers
 from .dtypes import DTYPES, resolve_dtype
 from .evaluate import as_tuple
+from .metrics import reference_image
 from .reference import reference
 
 __all__ = ["SweepPoint", "sample_inputs", "sweep", "sweep_point", "DEFAULT_MAGNITUDES", "SUMMARY_KEYS"]
