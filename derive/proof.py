@@ -26,7 +26,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from . import cache
+from . import cache, polynomial
 from .op import Op
 from .program import Reduce
 from .symbolic import input_symbols, run_symbolic
@@ -148,6 +148,8 @@ def _is_zero_case(expr: sp.Expr) -> bool:
     if expr == 0:
         return True
     rational, roots = _normal_form(expr)
+    if polynomial.available():
+        return polynomial.numerator_reduces_to_zero(rational, roots)
     numerator = sp.numer(sp.together(rational))      # no cancel: p/q is 0 exactly when p is (q ≠ 0)
     for gen, (base, q) in roots.items():
         numerator = sp.rem(sp.expand(numerator), gen ** q - base, gen)
