@@ -198,6 +198,116 @@ class Kernel:
         self._needs_dtype = self.backend == "numpy" or any(kind in (3, 4) for kind, *_ in plan)
         return plan
 
+    def specialise(self, shapes):
+        """``run`` for inputs of exactly these compact ``shapes`` (one tuple per input, as ``np.shape``
+        gives): what depends only on the shapes (full-rank layouts, axis lengths, size arguments, mean
+        divisors, reduction axes, output shapes, which values to free) is worked out here once, so the
+        returned ``fn(*arrays) -> tuple`` runs only the steps — the same operations in the same order as
+        ``run``, so the results are bit-identical.  The caller guarantees the shapes; one function is kept
+        per shapes (at most ``_SPECIALISED`` of them, oldest dropped first)."""
+        shapes = tuple(tuple(int(n) for n in s) for s in shapes)
+        cache = self.__dict__.setdefault("_specialised", {})
+        fn = cache.get(shapes)
+        if fn is None:
+            fn = self._specialise(shapes)
+            if len(cache) >= _SPECIALISED:
+                del cache[next(iter(cache))]
+            cache[shapes] = fn
+        return fn
+
+    def _specialise(self, shapes: tuple):
+        """Straight-line Python for these shapes: one line per step, values in local variables ``v<i>``
+        (freed with ``del`` after their last use), the lambdified step functions, helpers and constants
+        bound as globals ``g<i>``.  The text holds only those names and integer literals — no name from
+        the formulation — and is compiled with ``exec``."""
+        form = self.form
+        plan = getattr(self, "_plan", None) or self._build_plan()
+        if len(shapes) != len(form.inputs):
+            raise ValueError(f"{form.name} takes {len(form.inputs)} inputs; got {len(shapes)} shapes")
+        position, backend = self.position, self.backend
+        numpy_backend = backend == "numpy"
+        bound: dict = {"np": np, "ndarray": np.ndarray, "engine_constant": engine_constant, "backend": backend}
+        slots: dict = {}
+
+        def var(name):
+            return slots.setdefault(name, f"v{len(slots)}")
+
+        def bind(value):
+            name = f"g{len(bound)}"
+            bound[name] = value
+            return name
+
+        lengths: dict = {}
+        lines = []
+        args = [f"a{i}" for i in range(len(shapes))]
+        for inp, shape, a in zip(form.inputs, shapes, args):
+            lengths.update(zip(inp.axes, shape))
+            full = full_shape(inp.axes, shape, position)
+            if full == shape:
+                lines.append(f"{var(inp.name)} = {a} if isinstance({a}, ndarray) else np.reshape({a}, {full!r})")
+            else:
+                lines.append(f"{var(inp.name)} = np.reshape({a}, {full!r})")
+        sizes = [math.prod(lengths[a] for a in axes) for axes in self._sizes]
+        if self._needs_dtype:
+            dtype_from = next((i for i in self._float_inputs if i < len(shapes) and len(shapes[i])), None)
+            lines.append("dtype = None" if dtype_from is None else f"dtype = np.asarray(a{dtype_from}).dtype")
+        if numpy_backend:   # sizes enter as numbers of the working dtype (1/N must not be a Python float)
+            size_args = [f"s{k}" for k in range(len(sizes))]
+            lines += [f"s{k} = np.asarray({n!r}, dtype=dtype)" for k, n in enumerate(sizes)]
+        else:
+            size_args = [repr(n) for n in sizes]
+        for kind, step, frees, extra in plan:
+            gone = [slots[n] for n in frees if n in slots]
+            if gone:
+                lines.append("del " + ", ".join(gone))      # free large intermediates once nothing reads them
+            if kind == 0:
+                fn = bind(self.functions[step.name])
+                consts = self.constants.get(step.name) or []
+                if numpy_backend:
+                    const_args = [f"np.asarray({bind(c)}, dtype=dtype)" for c in consts]
+                else:
+                    const_args = [f"engine_constant({bind(c)}, backend)" for c in consts]
+                call = ", ".join([slots[n] for n in extra] + size_args + const_args)
+                out = var(step.name)
+                lines.append(f"{out} = {fn}({call})")
+                if numpy_backend:
+                    check = bind(_dtype_changed(form.name, step.name))
+                    lines.append(f"if np.result_type({out}) != dtype: {check}(dtype, {out})")
+            elif kind == 1:
+                x = slots[step.arg]
+                x = f"({x} if isinstance({x}, ndarray) else np.asarray({x}))"
+                call = "max" if step.op == "max" else "sum"
+                line = f"{var(step.name)} = {x}.{call}(axis={extra!r}, keepdims=True)"
+                if step.op == "mean":
+                    line += f" / {math.prod(lengths[a] for a in step.over)!r}"
+                lines.append(line)
+            elif kind == 2:
+                x = slots[step.arg]
+                for i, j, old, new in extra:
+                    x = f"np.swapaxes({x}, {i}, {j})"
+                    lengths[new] = lengths[old]
+                lines.append(f"{var(step.name)} = {x}")
+            elif kind == 3:
+                lines.append(f"{var(step.name)} = {bind(_delta(self, step, dict(lengths)))}(dtype)")
+            else:
+                lines.append(f"{var(step.name)} = {bind(_one_hot(self, step, extra, dict(lengths)))}(a{extra}, dtype)")
+        outs = []
+        for name, labels in self._outputs:
+            shape = tuple(lengths[a] for a in labels)
+            full = full_shape(labels, shape, position)
+            value = slots[name]
+            lines.append(f"{value} = {value} if isinstance({value}, ndarray) else np.asarray({value})")
+            lines.append(f"if {value}.shape != {full!r}: {value} = np.broadcast_to({value}, {full!r})")
+            outs.append(value if full == shape else f"{value}.reshape({shape!r})")
+        if not self._needs_dtype:
+            lines.insert(0, "dtype = None")
+        lines.append(f"return ({', '.join(outs)},)")
+        source = f"def run({', '.join(args)}):\n" + "".join(f"    {line}\n" for line in lines)
+        exec(compile(source, f"<specialised {len(shapes)} inputs>", "exec"), bound)
+        run = bound["run"]
+        run.source = source
+        return run
+
     def run(self, *arrays) -> tuple:
         form = self.form
         plan = getattr(self, "_plan", None) or self._build_plan()
@@ -269,6 +379,39 @@ class Kernel:
                 value = np.broadcast_to(value, full)
             outs.append(value.reshape(shape) if isinstance(value, np.ndarray) else np.reshape(value, shape))
         return tuple(outs)
+
+
+_SPECIALISED = 64        # specialised runners kept per kernel (one per distinct input shapes)
+
+
+def _dtype_changed(form_name: str, step_name: str):
+    def fail(dtype, result):
+        raise TypeError(f"step {step_name!r} of formulation {form_name!r} changed the working "
+                        f"dtype {dtype} to {np.result_type(result)}")
+    return fail
+
+
+def _delta(kernel: Kernel, step, lengths: dict):
+    (i, j), numpy_backend = step.axes, kernel.backend == "numpy"
+
+    def delta(dtype):
+        eye = np.eye(lengths[i], dtype=dtype if numpy_backend else object)
+        return kernel._full(eye, (i, j))
+    return delta
+
+
+def _one_hot(kernel: Kernel, step, index: int, lengths: dict):
+    axes, numpy_backend = (*kernel.form.inputs[index].axes, step.axis), kernel.backend == "numpy"
+
+    def one_hot(ids, dtype):                # one-hot rows; class ids are always an input of the program
+        ids = np.asarray(ids)
+        if ids.dtype == object:          # ids passed as engine numbers: exact small integers
+            ids = np.frompyfunc(lambda t: int(float(t.mid() if hasattr(t, "mid") else t)), 1, 1)(ids)
+        ids = ids.astype(np.int64)
+        eye = np.eye(lengths[step.axis], dtype=dtype if numpy_backend else np.int64)
+        hot = eye[ids] if numpy_backend else eye[ids].astype(object)
+        return kernel._full(hot, axes)
+    return one_hot
 
 
 _CONSTANT_BITS = (1 << 14) + 256      # π and e for the ball / MPFR engines: beyond any working precision used

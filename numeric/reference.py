@@ -24,6 +24,7 @@ unbounded, so the naive definition is exact truth.
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 import mpmath
@@ -33,7 +34,7 @@ from mpmath.libmp import from_man_exp
 from derive import get_op
 
 from .arguments import check_arguments
-from .engines.arb_arrays import array_kernel, certify, lazy_mpf
+from .engines.arb_arrays import array_kernel, certified_mpf
 from .evaluate import kernel
 
 __all__ = ["reference", "reference_of", "reference_float64", "CERTIFIED_BITS", "ReferenceNotCertified"]
@@ -75,13 +76,19 @@ def _precision(engine: str, bits: int):
             yield
 
 
-_CONVERT = {"arb": np.frompyfunc(flint.arb, 1, 1), "gmpy2": np.frompyfunc(gmpy2.mpfr, 1, 1),
+_ARB_OF = np.frompyfunc(flint.arb, 1, 1)
+_CONVERT = {"arb": _ARB_OF, "gmpy2": np.frompyfunc(gmpy2.mpfr, 1, 1),
             "mpmath": np.frompyfunc(mpmath.mpf, 1, 1)}
+
+
+def _as_float64(arr) -> np.ndarray:
+    return np.asarray(arr, dtype=np.float64)
 
 
 def _to_engine(engine: str, arr: np.ndarray) -> np.ndarray:
     """Exact conversion of a float64 array (every supported dtype embeds exactly) to engine numbers."""
-    return np.asarray(_CONVERT[engine](np.asarray(arr, dtype=np.float64)), dtype=object)
+    out = _CONVERT[engine](np.asarray(arr, dtype=np.float64))
+    return out if isinstance(out, np.ndarray) else np.asarray(out, dtype=object)
 
 
 def _exact_mpf(v) -> mpmath.mpf:
@@ -136,50 +143,159 @@ def reference(op: str, *args, engine: str | None = None, **params):
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     the_op = get_op(op, **params)
+    key, arrays = _signature(the_op, engine, args)
+    plan = _PLANS.get(key) if key is not None else None
+    if plan is not None and plan.op is the_op:
+        outs = plan.evaluate(arrays)
+        if outs is not None:
+            return outs[0] if len(outs) == 1 else tuple(outs)
+    # First call with these dtypes and shapes, or a value check failed: the full checks, which raise
+    # the same errors as ever.
     outs = reference_of(the_op, check_arguments(the_op, args, np.dtype(np.float64)), engine)
+    if key is not None and plan is None:
+        plan = _Plan.build(the_op, engine, key[2])
+        if plan is not None:
+            if len(_PLANS) >= _MAX_PLANS:
+                del _PLANS[next(iter(_PLANS))]
+            _PLANS[key] = plan
     return outs[0] if len(outs) == 1 else outs
+
+
+_MAX_PLANS = 256
+_PLANS: dict = {}        # (id(op), engine, ((dtype, shape) per argument)) -> _Plan (which keeps the op alive)
+
+
+def _signature(the_op, engine: str, args: tuple):
+    """(plan key, the arguments as arrays) of a call: the key holds the op, the engine and each
+    argument's numpy dtype and shape; ``(None, None)`` when the argument count is wrong or the arguments
+    cannot even be made arrays (the full checks then say what is wrong)."""
+    if len(args) != len(the_op.inputs):
+        return None, None
+    try:
+        arrays = [np.asarray(a) for a in args]
+    except (TypeError, ValueError):
+        return None, None
+    return (id(the_op), engine, tuple([(a.dtype, a.shape) for a in arrays])), arrays
+
+
+class _Plan:
+    """What :func:`reference` decides once per op, engine and argument dtypes and shapes.
+
+    Built only after ``check_arguments`` accepted arguments with that signature, so the checks that
+    depend on dtypes and shapes alone (argument count, kind, rank, axis lengths agreeing, no empty
+    axis) are proved by the key.  Per call :meth:`arguments` still runs every check that depends on
+    values — finite values, a scalar finite and ≥ 0, class ids within [0, classes) — and answers
+    ``None`` if one fails, so that the full checks raise their usual error.  ``run``: the reference
+    formulation's arb kernel specialised to these shapes (``None`` for the other engines)."""
+
+    __slots__ = ("op", "engine", "kinds", "run")
+
+    def __init__(self, op, engine: str, kinds: tuple, run):
+        self.op, self.engine, self.kinds, self.run = op, engine, kinds, run
+
+    @classmethod
+    def build(cls, the_op, engine: str, signature: tuple):
+        kinds = []
+        lengths = {}
+        for inp, (dtype, shape) in zip(the_op.inputs, signature):
+            if not inp.integer:
+                lengths.update(zip(inp.axes, shape))
+        for inp, (dtype, shape) in zip(the_op.inputs, signature):
+            if inp.integer:
+                if dtype.kind not in "iu":          # whole floats taken as class ids: always the full path
+                    return None
+                kinds.append(("ids", lengths.get(inp.classes)))
+            else:
+                kinds.append(("array", None) if inp.axes else ("scalar", None))
+        run = None
+        if engine == "arb":
+            run = array_kernel(the_op.reference).specialise([shape for _, shape in signature])
+        return cls(the_op, engine, tuple(kinds), run)
+
+    def evaluate(self, arrays: list) -> list | tuple | None:
+        """The outputs at the arguments (``np.asarray`` of each), or ``None`` if a value check fails."""
+        arrays = self.arguments(arrays)
+        if arrays is None:
+            return None
+        if self.engine != "arb":
+            return _evaluate(self.op, arrays, self.engine)
+        inputs = []
+        for a in arrays:                    # arb(float) is exact at any precision
+            a = _ARB_OF(a.astype(np.float64, copy=False))
+            inputs.append(a if isinstance(a, np.ndarray) else np.asarray(a, dtype=object))
+        return _by_balls(self.op.name, inputs, self.run)
+
+    def arguments(self, arrays: list) -> list | None:
+        """The arguments (``np.asarray`` of each) as ``check_arguments`` would return them, or ``None`` if a
+        value check fails."""
+        out = []
+        for (kind, classes), arr in zip(self.kinds, arrays):
+            if kind == "ids":
+                arr = arr.astype(np.int64, copy=False)
+                if classes is not None and arr.size and (arr.min() < 0 or arr.max() >= classes):
+                    return None
+            else:
+                arr = arr.astype(np.float64, copy=False)
+                if kind == "scalar":
+                    value = float(arr)
+                    if not math.isfinite(value) or value < 0:
+                        return None
+                elif not (all(map(math.isfinite, arr.ravel().tolist())) if arr.size <= 64
+                          else np.isfinite(arr).all()):
+                    return None
+            out.append(arr)
+        return out
 
 
 def reference_of(the_op, arrays, engine: str = DEFAULT_ENGINE) -> tuple:
     """:func:`reference` of arguments already validated as float64 arrays (``check_arguments``), as a
     tuple of one object array per output (what the checker calls once per example)."""
-    op = the_op.name
     for a, inp in zip(arrays, the_op.inputs):
         if not np.all(np.isfinite(a)):
             raise ValueError(f"argument {inp.name!r} must be finite for a reference; it holds inf or nan")
+    return _evaluate(the_op, arrays, engine)
+
+
+def _evaluate(the_op, arrays, engine: str, run=None) -> tuple:
+    """The outputs at validated, finite float64 ``arrays``; ``run``: the arb kernel for their shapes."""
     if engine == "arb":                 # arb(float) is exact at any precision
+        inputs = [a if isinstance(a, np.ndarray) else np.asarray(a, dtype=object)
+                  for a in map(_ARB_OF, map(_as_float64, arrays))]
+        if run is None:
+            run = array_kernel(the_op.reference).specialise([np.shape(a) for a in arrays])
+        return tuple(_by_balls(the_op.name, inputs, run))
+    with _precision(engine, START_BITS):      # conversion of floats is exact at any precision ≥ 53
         inputs = [_to_engine(engine, a) for a in arrays]
-    else:
-        with _precision(engine, START_BITS):      # conversion of floats is exact at any precision ≥ 53
-            inputs = [_to_engine(engine, a) for a in arrays]
-    outs = _by_balls(op, inputs) if engine == "arb" else _by_agreement(engine, op, inputs)
-    return tuple(outs)
+    return tuple(_by_agreement(engine, the_op.name, inputs))
 
 
-def _by_balls(op, inputs) -> list:
+def _by_balls(op, inputs, run=None) -> list:
     """Balls at 128, 256, 512… bits until every element is certified or known to be a zero; each step
     of the reference formulation runs on whole arrays (``engines.arb_arrays``) and the results are
-    ``mpmath.mpf`` elements converted from the balls' midpoints when first read."""
-    kernel = array_kernel(get_op(op).reference)
+    ``mpmath.mpf`` elements converted from the balls' midpoints when first read.  ``run``: the
+    reference kernel (specialised to the inputs' shapes), by default compiled from the op's name."""
+    if run is None:
+        run = array_kernel(get_op(op).reference).run
     bits = START_BITS
+    ctx = flint.ctx
     while bits <= MAX_BITS:
-        with flint.ctx.workprec(bits):
-            out = kernel.run(*inputs)
-        states = []
-        for o in out:
-            st = certify(o, CERTIFIED_BITS, ZERO_BITS)
-            if st is None:
-                break
-            states.append(st)
-        else:
-            return [lazy_mpf(o, st) for o, st in zip(out, states)]
+        saved = ctx.prec                    # what flint.ctx.workprec(bits) does, without its object
+        ctx.prec = bits
+        try:
+            out = run(*inputs)
+        finally:
+            ctx.prec = saved
+        values = certified_mpf(out, CERTIFIED_BITS, ZERO_BITS)
+        if values is not None:
+            return values
         bits *= 2
     raise ReferenceNotCertified(f"{op}: radii at {MAX_BITS} bits still exceed 2^-{CERTIFIED_BITS} relative")
 
 
-def _by_balls_per_element(op, inputs) -> list:
+def _by_balls_per_element(op, inputs, run=None) -> list:
     """The former arb path (one Python call per element and step, eager ``mpf`` conversion): kept for the
-    benchmark and as an independent check of :func:`_by_balls`."""
+    benchmark and as an independent check of :func:`_by_balls` (``run`` is ignored: the per-element
+    kernel is used)."""
     limit = flint.arb(2) ** (-ZERO_BITS)
 
     def state(b):

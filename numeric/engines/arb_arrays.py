@@ -24,7 +24,7 @@ from derive import Kernel
 from derive.codegen import _PRINTER_SETTINGS, _BallPrinter, _ipow
 from derive.program import Elementwise, Formulation
 
-__all__ = ["array_kernel", "certify", "lazy_mpf", "LazyMpf", "FUNCTIONS"]
+__all__ = ["array_kernel", "certify", "certified_mpf", "lazy_mpf", "LazyMpf", "FUNCTIONS"]
 
 arb = flint.arb
 
@@ -65,7 +65,8 @@ def array_kernel(form: Formulation) -> Kernel:
     return kernel
 
 
-_accuracy = np.frompyfunc(arb.rel_accuracy_bits, 1, 1)
+_rel_accuracy_bits = arb.rel_accuracy_bits
+_accuracy = np.frompyfunc(_rel_accuracy_bits, 1, 1)
 _ZERO_LIMIT: dict = {}
 
 
@@ -80,6 +81,8 @@ def certify(balls: np.ndarray, bits: int, zero_bits: int) -> np.ndarray | None:
     radius ≤ 2^-bits |mid| whatever arb's rounding of that count), 2 within ±2^-``zero_bits`` of 0;
     ``None`` as soon as one ball is neither (more precision needed)."""
     balls = np.asarray(balls, dtype=object)
+    if balls.size and min(map(_rel_accuracy_bits, balls.flat)) >= bits + 1:
+        return np.ones(balls.shape, dtype=np.int8)        # all certified: the common case, one C loop
     certified = np.asarray(_accuracy(balls) >= bits + 1, dtype=bool)
     states = certified.astype(np.int8)
     if certified.all():
@@ -94,7 +97,25 @@ def certify(balls: np.ndarray, bits: int, zero_bits: int) -> np.ndarray | None:
     return states
 
 
+def certified_mpf(outputs, bits: int, zero_bits: int) -> list | None:
+    """:func:`lazy_mpf` of every array of balls in ``outputs`` when :func:`certify` accepts them all, else
+    ``None`` (more precision needed).  Checks the common case — every ball certified — in one C loop per
+    output before falling back to :func:`certify`'s states."""
+    results = []
+    for balls in outputs:
+        if min(map(_rel_accuracy_bits, balls.flat)) >= bits + 1:
+            out = _lazy_map(balls)
+            results.append(out if isinstance(out, np.ndarray) else np.asarray(out, dtype=object))
+            continue
+        states = certify(balls, bits, zero_bits)
+        if states is None:
+            return None
+        results.append(lazy_mpf(balls, states))
+    return results
+
+
 _NORMAL = 2.0 ** -1022
+_arb_float = arb.__float__
 _mpf_float = mpmath.mpf.__float__
 _SLOT = mpmath.mpf._mpf_          # the slot descriptor that holds an mpf's (sign, man, exp, bc) tuple
 _make_mpf = mpmath.mp.make_mpf
@@ -136,7 +157,7 @@ class LazyMpf(mpmath.mpf):
         range — there it equals mpmath's ``float`` bit for bit; elsewhere mpmath's own conversion."""
         ball = self._ball
         if ball is not None:
-            f = ball.mid().__float__()
+            f = _arb_float(ball)          # arf_get_d of the midpoint, round to nearest
             if _NORMAL <= abs(f) < math.inf:
                 return f
         return _mpf_float(self)
@@ -157,7 +178,9 @@ ZERO = mpmath.mpf(0)
 
 def lazy_mpf(balls: np.ndarray, states: np.ndarray) -> np.ndarray:
     """Object array of :class:`LazyMpf` for the balls (exact ``mpf`` 0 where ``states`` is 2)."""
-    out = np.asarray(_lazy_map(np.asarray(balls, dtype=object)), dtype=object)
-    if (states == 2).any():
+    out = _lazy_map(balls)
+    if not isinstance(out, np.ndarray):         # a 0-d input gives a bare element
+        out = np.asarray(out, dtype=object)
+    if states.max(initial=0) == 2:
         out[states == 2] = ZERO
     return out
