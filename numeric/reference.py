@@ -152,7 +152,7 @@ def reference(op: str, *args, engine: str | None = None, **params):
     # First call with these dtypes and shapes, or a value check failed: the full checks, which raise
     # the same errors as ever.
     outs = reference_of(the_op, check_arguments(the_op, args, np.dtype(np.float64)), engine)
-    if key is not None and plan is None:
+    if key is not None and (plan is None or plan.op is not the_op):
         plan = _Plan.build(the_op, engine, key[2])
         if plan is not None:
             if len(_PLANS) >= _MAX_PLANS:
@@ -183,9 +183,9 @@ class _Plan:
 
     Built only after ``check_arguments`` accepted arguments with that signature, so the checks that
     depend on dtypes and shapes alone (argument count, kind, rank, axis lengths agreeing, no empty
-    axis) are proved by the key.  Per call :meth:`arguments` still runs every check that depends on
-    values — finite values, a scalar finite and ≥ 0, class ids within [0, classes) — and answers
-    ``None`` if one fails, so that the full checks raise their usual error.  ``run``: the reference
+    axis) are proved by the key.  Per call it still runs every check that depends on
+    values — finite values, a scalar finite and ≥ 0, class ids within [0, classes) — and
+    :meth:`evaluate` answers ``None`` if one fails, so that the full checks raise their usual error.  ``run``: the reference
     formulation's arb kernel specialised to these shapes (``None`` for the other engines)."""
 
     __slots__ = ("op", "engine", "kinds", "run")
@@ -213,22 +213,12 @@ class _Plan:
         return cls(the_op, engine, tuple(kinds), run)
 
     def evaluate(self, arrays: list) -> list | tuple | None:
-        """The outputs at the arguments (``np.asarray`` of each), or ``None`` if a value check fails."""
-        arrays = self.arguments(arrays)
-        if arrays is None:
-            return None
-        if self.engine != "arb":
-            return _evaluate(self.op, arrays, self.engine)
-        inputs = []
-        for a in arrays:                    # arb(float) is exact at any precision
-            a = _ARB_OF(a.astype(np.float64, copy=False))
-            inputs.append(a if isinstance(a, np.ndarray) else np.asarray(a, dtype=object))
-        return _by_balls(self.op.name, inputs, self.run)
+        """The outputs at the arguments (``np.asarray`` of each), or ``None`` if a value check fails.
 
-    def arguments(self, arrays: list) -> list | None:
-        """The arguments (``np.asarray`` of each) as ``check_arguments`` would return them, or ``None`` if a
-        value check fails."""
-        out = []
+        The checks and conversions are those of ``check_arguments`` and :func:`reference_of`: float
+        arguments as float64, class ids as int64, then every value finite."""
+        checked, balls = [], []
+        arb = self.engine == "arb"
         for (kind, classes), arr in zip(self.kinds, arrays):
             if kind == "ids":
                 arr = arr.astype(np.int64, copy=False)
@@ -243,8 +233,14 @@ class _Plan:
                 elif not (all(map(math.isfinite, arr.ravel().tolist())) if arr.size <= 64
                           else np.isfinite(arr).all()):
                     return None
-            out.append(arr)
-        return out
+            if arb:                         # arb(float) is exact at any precision
+                b = _ARB_OF(arr.astype(np.float64, copy=False))
+                balls.append(b if isinstance(b, np.ndarray) else np.asarray(b, dtype=object))
+            else:
+                checked.append(arr)
+        if not arb:
+            return _evaluate(self.op, checked, self.engine)
+        return _by_balls(self.op.name, balls, self.run)
 
 
 def reference_of(the_op, arrays, engine: str = DEFAULT_ENGINE) -> tuple:
