@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import types
 from functools import lru_cache
 
 import numpy as np
@@ -203,8 +204,9 @@ class Kernel:
         gives): what depends only on the shapes (full-rank layouts, axis lengths, size arguments, mean
         divisors, reduction axes, output shapes, which values to free) is worked out here once, so the
         returned ``fn(*arrays) -> tuple`` runs only the steps — the same operations in the same order as
-        ``run``, so the results are bit-identical.  The caller guarantees the shapes; one function is kept
-        per shapes (at most ``_SPECIALISED`` of them, oldest dropped first)."""
+        ``run``, so the results are bit-identical.  The caller guarantees the shapes and passes exactly one
+        array per input; one function is kept per shapes (at most ``_SPECIALISED`` of them, oldest dropped
+        first).  The code is compiled once per kernel; a new shape costs only working out its numbers."""
         shapes = tuple(tuple(int(n) for n in s) for s in shapes)
         cache = self.__dict__.setdefault("_specialised", {})
         fn = cache.get(shapes)
@@ -216,97 +218,128 @@ class Kernel:
         return fn
 
     def _specialise(self, shapes: tuple):
-        """Straight-line Python for these shapes: one line per step, values in local variables ``v<i>``
-        (freed with ``del`` after their last use), the lambdified step functions, helpers and constants
-        bound as globals ``g<i>``.  The text holds only those names and integer literals — no name from
-        the formulation — and is compiled with ``exec``."""
+        """A function sharing one compiled straight-line code object per kernel and input ranks (so Python's
+        adaptive interpreter warms it once for all shapes), with this shape's numbers as its defaults."""
+        if len(shapes) != len(self.form.inputs):
+            raise ValueError(f"{self.form.name} takes {len(self.form.inputs)} inputs; got {len(shapes)} shapes")
+        templates = self.__dict__.setdefault("_templates", {})
+        ranks = tuple(len(s) for s in shapes)
+        template = templates.get(ranks)
+        lines, params = self._straight_line(shapes, template is None)
+        if template is None:
+            template = templates[ranks] = self._compile(lines, len(params))
+        code, namespace = template
+        run = types.FunctionType(code, namespace, "run", tuple(params))
+        return run
+
+    def _compile(self, lines: list, n_params: int):
+        """Straight-line Python of the whole formulation: one line per step, values in local variables
+        ``v<i>`` (deleted after their last use), shape-dependent numbers in parameters ``p<i>`` (filled in
+        per shape as defaults), the lambdified step functions and constants in globals ``g<i>``.  The text
+        holds only these names and integer literals — no name from the formulation."""
+        args = [f"a{i}" for i in range(len(self.form.inputs))] + [f"p{k}=None" for k in range(n_params)]
+        source = f"def run({', '.join(args)}):\n" + "".join(f"    {line}\n" for line in lines)
+        namespace = dict(self._globals)
+        exec(compile(source, f"<straight-line {self.form.name}>", "exec"), namespace)
+        code = namespace.pop("run").__code__
+        self.straight_line_source = source
+        return code, namespace
+
+    def _straight_line(self, shapes: tuple, with_lines: bool):
+        """(source lines, parameter values) of the straight-line program for ``shapes``; the lines depend
+        on the formulation only (so ``with_lines`` is needed once per kernel), the values on the shapes."""
         form = self.form
         plan = getattr(self, "_plan", None) or self._build_plan()
-        if len(shapes) != len(form.inputs):
-            raise ValueError(f"{form.name} takes {len(form.inputs)} inputs; got {len(shapes)} shapes")
         position, backend = self.position, self.backend
         numpy_backend = backend == "numpy"
-        bound: dict = {"np": np, "ndarray": np.ndarray, "engine_constant": engine_constant, "backend": backend}
+        params: list = []
+        lines: list = []
+        glob = self.__dict__.setdefault("_globals", {"np": np, "ndarray": np.ndarray,
+                                                     "engine_constant": engine_constant, "backend": backend})
         slots: dict = {}
 
         def var(name):
             return slots.setdefault(name, f"v{len(slots)}")
 
-        def bind(value):
-            name = f"g{len(bound)}"
-            bound[name] = value
+        def param(value):
+            params.append(value)
+            return f"p{len(params) - 1}"
+
+        def bind(key, value):
+            name = f"g{key}"
+            glob.setdefault(name, value)
             return name
 
+        def emit(line):
+            if with_lines:
+                lines.append(line)
+
         lengths: dict = {}
-        lines = []
-        args = [f"a{i}" for i in range(len(shapes))]
-        for inp, shape, a in zip(form.inputs, shapes, args):
+        for i, (inp, shape) in enumerate(zip(form.inputs, shapes)):
             lengths.update(zip(inp.axes, shape))
-            full = full_shape(inp.axes, shape, position)
-            if full == shape:
-                lines.append(f"{var(inp.name)} = {a} if isinstance({a}, ndarray) else np.reshape({a}, {full!r})")
-            else:
-                lines.append(f"{var(inp.name)} = np.reshape({a}, {full!r})")
-        sizes = [math.prod(lengths[a] for a in axes) for axes in self._sizes]
+            full = param(full_shape(inp.axes, shape, position))
+            emit(f"{var(inp.name)} = a{i} if isinstance(a{i}, ndarray) and a{i}.shape == {full} "
+                 f"else np.reshape(a{i}, {full})")
+        sizes = [param(math.prod(lengths[a] for a in axes)) for axes in self._sizes]
         if self._needs_dtype:
             dtype_from = next((i for i in self._float_inputs if i < len(shapes) and len(shapes[i])), None)
-            lines.append("dtype = None" if dtype_from is None else f"dtype = np.asarray(a{dtype_from}).dtype")
-        if numpy_backend:   # sizes enter as numbers of the working dtype (1/N must not be a Python float)
-            size_args = [f"s{k}" for k in range(len(sizes))]
-            lines += [f"s{k} = np.asarray({n!r}, dtype=dtype)" for k, n in enumerate(sizes)]
+            emit("dtype = None" if dtype_from is None else f"dtype = np.asarray(a{dtype_from}).dtype")
         else:
-            size_args = [repr(n) for n in sizes]
-        for kind, step, frees, extra in plan:
+            emit("dtype = None")
+        if numpy_backend:   # sizes enter as numbers of the working dtype (1/N must not be a Python float)
+            for k, n in enumerate(sizes):
+                emit(f"s{k} = np.asarray({n}, dtype=dtype)")
+            size_args = [f"s{k}" for k in range(len(sizes))]
+        else:
+            size_args = sizes
+        for index, (kind, step, frees, extra) in enumerate(plan):
             gone = [slots[n] for n in frees if n in slots]
             if gone:
-                lines.append("del " + ", ".join(gone))      # free large intermediates once nothing reads them
+                emit("del " + ", ".join(gone))      # free large intermediates once nothing reads them
             if kind == 0:
-                fn = bind(self.functions[step.name])
+                fn = bind(f"{index}", self.functions[step.name])
                 consts = self.constants.get(step.name) or []
                 if numpy_backend:
-                    const_args = [f"np.asarray({bind(c)}, dtype=dtype)" for c in consts]
+                    const_args = [f"np.asarray({bind(f'{index}_{c}', value)}, dtype=dtype)"
+                                  for c, value in enumerate(consts)]
                 else:
-                    const_args = [f"engine_constant({bind(c)}, backend)" for c in consts]
+                    const_args = [f"engine_constant({bind(f'{index}_{c}', value)}, backend)"
+                                  for c, value in enumerate(consts)]
                 call = ", ".join([slots[n] for n in extra] + size_args + const_args)
                 out = var(step.name)
-                lines.append(f"{out} = {fn}({call})")
+                emit(f"{out} = {fn}({call})")
                 if numpy_backend:
-                    check = bind(_dtype_changed(form.name, step.name))
-                    lines.append(f"if np.result_type({out}) != dtype: {check}(dtype, {out})")
+                    check = bind(f"{index}_check", _dtype_changed(form.name, step.name))
+                    emit(f"if np.result_type({out}) != dtype: {check}(dtype, {out})")
             elif kind == 1:
                 x = slots[step.arg]
                 x = f"({x} if isinstance({x}, ndarray) else np.asarray({x}))"
                 call = "max" if step.op == "max" else "sum"
                 line = f"{var(step.name)} = {x}.{call}(axis={extra!r}, keepdims=True)"
                 if step.op == "mean":
-                    line += f" / {math.prod(lengths[a] for a in step.over)!r}"
-                lines.append(line)
+                    line += f" / {param(math.prod(lengths[a] for a in step.over))}"
+                emit(line)
             elif kind == 2:
                 x = slots[step.arg]
                 for i, j, old, new in extra:
                     x = f"np.swapaxes({x}, {i}, {j})"
                     lengths[new] = lengths[old]
-                lines.append(f"{var(step.name)} = {x}")
+                emit(f"{var(step.name)} = {x}")
             elif kind == 3:
-                lines.append(f"{var(step.name)} = {bind(_delta(self, step, dict(lengths)))}(dtype)")
+                emit(f"{var(step.name)} = {param(_delta(self, step, dict(lengths)))}(dtype)")
             else:
-                lines.append(f"{var(step.name)} = {bind(_one_hot(self, step, extra, dict(lengths)))}(a{extra}, dtype)")
+                emit(f"{var(step.name)} = {param(_one_hot(self, step, extra, dict(lengths)))}(a{extra}, dtype)")
         outs = []
         for name, labels in self._outputs:
             shape = tuple(lengths[a] for a in labels)
-            full = full_shape(labels, shape, position)
+            full, compact = param(full_shape(labels, shape, position)), param(shape)
             value = slots[name]
-            lines.append(f"{value} = {value} if isinstance({value}, ndarray) else np.asarray({value})")
-            lines.append(f"if {value}.shape != {full!r}: {value} = np.broadcast_to({value}, {full!r})")
-            outs.append(value if full == shape else f"{value}.reshape({shape!r})")
-        if not self._needs_dtype:
-            lines.insert(0, "dtype = None")
-        lines.append(f"return ({', '.join(outs)},)")
-        source = f"def run({', '.join(args)}):\n" + "".join(f"    {line}\n" for line in lines)
-        exec(compile(source, f"<specialised {len(shapes)} inputs>", "exec"), bound)
-        run = bound["run"]
-        run.source = source
-        return run
+            emit(f"{value} = {value} if isinstance({value}, ndarray) else np.asarray({value})")
+            emit(f"if {value}.shape != {full}: {value} = np.broadcast_to({value}, {full})")
+            emit(f"if {value}.shape != {compact}: {value} = {value}.reshape({compact})")
+            outs.append(value)
+        emit(f"return ({', '.join(outs)},)")
+        return lines, params
 
     def run(self, *arrays) -> tuple:
         form = self.form
@@ -381,7 +414,7 @@ class Kernel:
         return tuple(outs)
 
 
-_SPECIALISED = 64        # specialised runners kept per kernel (one per distinct input shapes)
+_SPECIALISED = 256       # specialised runners kept per kernel (one per distinct input shapes)
 
 
 def _dtype_changed(form_name: str, step_name: str):

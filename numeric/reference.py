@@ -185,13 +185,18 @@ class _Plan:
     depend on dtypes and shapes alone (argument count, kind, rank, axis lengths agreeing, no empty
     axis) are proved by the key.  Per call it still runs every check that depends on
     values — finite values, a scalar finite and ≥ 0, class ids within [0, classes) — and
-    :meth:`evaluate` answers ``None`` if one fails, so that the full checks raise their usual error.  ``run``: the reference
-    formulation's arb kernel specialised to these shapes (``None`` for the other engines)."""
+    :meth:`evaluate` answers ``None`` if one fails, so that the full checks raise their usual error.
+    ``run``: the reference formulation's arb kernel specialised to these shapes, made on first use."""
 
-    __slots__ = ("op", "engine", "kinds", "run")
+    __slots__ = ("op", "engine", "kinds", "shapes", "run")
 
-    def __init__(self, op, engine: str, kinds: tuple, run):
-        self.op, self.engine, self.kinds, self.run = op, engine, kinds, run
+    def __init__(self, op, engine: str, kinds: tuple, shapes: tuple):
+        self.op, self.engine, self.kinds, self.shapes, self.run = op, engine, kinds, shapes, None
+
+    def _runner(self):
+        """The reference formulation's arb kernel specialised to these shapes (made on first use)."""
+        run = self.run = array_kernel(self.op.reference).specialise(self.shapes)
+        return run
 
     @classmethod
     def build(cls, the_op, engine: str, signature: tuple):
@@ -207,10 +212,7 @@ class _Plan:
                 kinds.append(("ids", lengths.get(inp.classes)))
             else:
                 kinds.append(("array", None) if inp.axes else ("scalar", None))
-        run = None
-        if engine == "arb":
-            run = array_kernel(the_op.reference).specialise([shape for _, shape in signature])
-        return cls(the_op, engine, tuple(kinds), run)
+        return cls(the_op, engine, tuple(kinds), tuple(shape for _, shape in signature))
 
     def evaluate(self, arrays: list) -> list | tuple | None:
         """The outputs at the arguments (``np.asarray`` of each), or ``None`` if a value check fails.
@@ -240,7 +242,7 @@ class _Plan:
                 checked.append(arr)
         if not arb:
             return _evaluate(self.op, checked, self.engine)
-        return _by_balls(self.op.name, balls, self.run)
+        return _by_balls(self.op.name, balls, self.run or self._runner())
 
 
 def reference_of(the_op, arrays, engine: str = DEFAULT_ENGINE) -> tuple:

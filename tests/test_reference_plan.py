@@ -131,7 +131,7 @@ def test_a_stale_plan_is_rebuilt_not_used():
     reference("softmax", z)
     key, _ = ref._signature(get_op("softmax"), "arb", (z,))
     plan = ref._PLANS[key]
-    ref._PLANS[key] = ref._Plan(object(), "arb", plan.kinds, plan.run)   # as if the op had been replaced
+    ref._PLANS[key] = ref._Plan(object(), "arb", plan.kinds, plan.shapes)   # as if the op had been replaced
     got = reference("softmax", z)
     with mpmath.workdps(40):
         e = [mpmath.exp(1), mpmath.exp(2)]
@@ -170,9 +170,19 @@ def test_specialised_kernels_equal_run_bit_for_bit(name, backend):
 
 
 def test_specialised_numpy_kernel_still_refuses_a_dtype_change():
-    form = get_op("softmax").reference
-    kernel = Kernel(form, "numpy")
+    kernel = Kernel(get_op("softmax").reference, "numpy")
     fn = kernel.specialise([(1, 3)])
-    np.testing.assert_array_equal(fn(np.array([[0.0, 0.0, 0.0]], dtype=np.float32))[0],
-                                  np.full((1, 3), np.float32(1 / 3)))
     assert fn(np.zeros((1, 3), dtype=np.float32))[0].dtype == np.float32
+    upcast = Kernel(get_op("softmax").reference, "numpy")
+    upcast.functions["e"] = lambda z: np.exp(z.astype(np.float64))
+    with pytest.raises(TypeError, match="step 'e' of formulation .* changed the working dtype float32 to float64"):
+        upcast.specialise([(1, 3)])(np.zeros((1, 3), dtype=np.float32))
+
+
+def test_specialised_kernels_share_one_code_object_and_keep_their_own_shapes():
+    kernel = Kernel(get_op("softmax").reference, "numpy")
+    small, large = kernel.specialise([(2, 5)]), kernel.specialise([(3, 7)])
+    assert small.__code__ is large.__code__ and kernel.specialise([(2, 5)]) is small
+    for fn, shape in ((small, (2, 5)), (large, (3, 7)), (small, (2, 5))):
+        z = np.arange(float(np.prod(shape))).reshape(shape) / 7
+        np.testing.assert_array_equal(fn(z)[0], kernel.run(z)[0])
