@@ -275,11 +275,14 @@ class Kernel:
                 lines.append(line)
 
         lengths: dict = {}
+        every_axis = tuple(form.axis_order)
         for i, (inp, shape) in enumerate(zip(form.inputs, shapes)):
             lengths.update(zip(inp.axes, shape))
             full = param(full_shape(inp.axes, shape, position))
-            emit(f"{var(inp.name)} = a{i} if isinstance(a{i}, ndarray) and a{i}.shape == {full} "
-                 f"else np.reshape(a{i}, {full})")
+            if tuple(inp.axes) == every_axis:         # the compact shape is the full-rank layout
+                emit(f"{var(inp.name)} = a{i} if isinstance(a{i}, ndarray) else np.reshape(a{i}, {full})")
+            else:
+                emit(f"{var(inp.name)} = np.reshape(a{i}, {full})")
         sizes = [param(math.prod(lengths[a] for a in axes)) for axes in self._sizes]
         if self._needs_dtype:
             dtype_from = next((i for i in self._float_inputs if i < len(shapes) and len(shapes[i])), None)
@@ -336,7 +339,8 @@ class Kernel:
             value = slots[name]
             emit(f"{value} = {value} if isinstance({value}, ndarray) else np.asarray({value})")
             emit(f"if {value}.shape != {full}: {value} = np.broadcast_to({value}, {full})")
-            emit(f"if {value}.shape != {compact}: {value} = {value}.reshape({compact})")
+            if tuple(labels) != every_axis:
+                emit(f"{value} = {value}.reshape({compact})")
             outs.append(value)
         emit(f"return ({', '.join(outs)},)")
         return lines, params

@@ -142,9 +142,9 @@ def reference(op: str, *args, engine: str | None = None, **params):
     engine = engine or DEFAULT_ENGINE
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
-    the_op = get_op(op, **params)
+    the_op = get_op(op, **params) if params else get_op(op)
     key, arrays = _signature(the_op, engine, args)
-    plan = _PLANS.get(key) if key is not None else None
+    plan = _PLANS.get(key)
     if plan is not None and plan.op is the_op:
         outs = plan.evaluate(arrays)
         if outs is not None:
@@ -153,7 +153,7 @@ def reference(op: str, *args, engine: str | None = None, **params):
     # the same errors as ever.
     outs = reference_of(the_op, check_arguments(the_op, args, np.dtype(np.float64)), engine)
     if key is not None and (plan is None or plan.op is not the_op):
-        plan = _Plan.build(the_op, engine, key[2])
+        plan = _Plan.build(the_op, engine, key[2:])
         if plan is not None:
             if len(_PLANS) >= _MAX_PLANS:
                 del _PLANS[next(iter(_PLANS))]
@@ -162,7 +162,8 @@ def reference(op: str, *args, engine: str | None = None, **params):
 
 
 _MAX_PLANS = 256
-_PLANS: dict = {}        # (id(op), engine, ((dtype, shape) per argument)) -> _Plan (which keeps the op alive)
+_isfinite = math.isfinite
+_PLANS: dict = {}        # (id(op), engine, (dtype, shape) of each argument…) -> _Plan (which keeps the op alive)
 
 
 def _signature(the_op, engine: str, args: tuple):
@@ -175,7 +176,7 @@ def _signature(the_op, engine: str, args: tuple):
         arrays = [np.asarray(a) for a in args]
     except (TypeError, ValueError):
         return None, None
-    return (id(the_op), engine, tuple([(a.dtype, a.shape) for a in arrays])), arrays
+    return (id(the_op), engine, *[(a.dtype, a.shape) for a in arrays]), arrays
 
 
 class _Plan:
@@ -232,11 +233,11 @@ class _Plan:
                     value = float(arr)
                     if not math.isfinite(value) or value < 0:
                         return None
-                elif not (all(map(math.isfinite, arr.ravel().tolist())) if arr.size <= 64
+                elif not (all(map(_isfinite, arr.ravel().tolist())) if arr.size <= 64
                           else np.isfinite(arr).all()):
                     return None
             if arb:                         # arb(float) is exact at any precision
-                b = _ARB_OF(arr.astype(np.float64, copy=False))
+                b = _ARB_OF(arr if kind != "ids" else arr.astype(np.float64))
                 balls.append(b if isinstance(b, np.ndarray) else np.asarray(b, dtype=object))
             else:
                 checked.append(arr)

@@ -115,6 +115,7 @@ def certified_mpf(outputs, bits: int, zero_bits: int) -> list | None:
 
 
 _NORMAL = 2.0 ** -1022
+_INF = math.inf
 _arb_float = arb.__float__
 _mpf_float = mpmath.mpf.__float__
 _SLOT = mpmath.mpf._mpf_          # the slot descriptor that holds an mpf's (sign, man, exp, bc) tuple
@@ -158,7 +159,7 @@ class LazyMpf(mpmath.mpf):
         ball = self._ball
         if ball is not None:
             f = _arb_float(ball)          # arf_get_d of the midpoint, round to nearest
-            if _NORMAL <= abs(f) < math.inf:
+            if _NORMAL <= abs(f) < _INF:
                 return f
         return _mpf_float(self)
 
