@@ -315,10 +315,10 @@ class Kernel:
                     check = bind(f"{index}_check", _dtype_changed(form.name, step.name))
                     emit(f"if np.result_type({out}) != dtype: {check}(dtype, {out})")
             elif kind == 1:
-                x = slots[step.arg]
+                x = slots[step.arg]      # what ndarray.max / .sum call, without their Python wrappers
                 x = f"({x} if isinstance({x}, ndarray) else np.asarray({x}))"
-                call = "max" if step.op == "max" else "sum"
-                line = f"{var(step.name)} = {x}.{call}(axis={extra!r}, keepdims=True)"
+                call = "np.maximum.reduce" if step.op == "max" else "np.add.reduce"
+                line = f"{var(step.name)} = {call}({x}, axis={extra!r}, keepdims=True)"
                 if step.op == "mean":
                     line += f" / {param(math.prod(lengths[a] for a in step.over))}"
                 emit(line)
