@@ -4,7 +4,8 @@ Bisection runs over the *integer codes* of positive floats (their bit patterns o
 so the answer is an adjacent pair of representable numbers: the last input that behaves and the first
 that does not.  Predicates are evaluated with ``numeric.evaluate`` — the lambdified kernels themselves.
 A coarse log-spaced scan first finds the earliest failure, so non-monotone predicates report their
-first transition, not an arbitrary one.
+first transition on the scan's grid, not an arbitrary one; for 16-bit dtypes, where a predicate can be
+asked for many values at once, every representable value is scanned and the first transition is exact.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 from .dtypes import DTYPES, finfo, resolve_dtype
 from .evaluate import as_tuple, evaluate
 
-__all__ = ["Threshold", "grid_bisect", "find_thresholds", "precision_bits", "op_thresholds", "probe_inputs"]
+__all__ = ["Threshold", "grid_bisect", "grid_search", "find_thresholds", "precision_bits", "op_thresholds", "probe_inputs", "stacked_probes"]
 
 
 def precision_bits(dtype) -> int:
@@ -57,14 +58,39 @@ def grid_bisect(predicate: Callable[[float], bool], lo: float, hi: float, dtype)
     return _from_code(a, dtype), _from_code(b, dtype)
 
 
+def grid_search(scan: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, dtype,
+                width: int = 64) -> tuple[float, float]:
+    """Like :func:`grid_bisect`, for a predicate answered many values at a time: ``scan(values)`` (float64
+    array) → bool array.  Each round asks ``width`` codes spread over the bracket and keeps the pair around
+    the first true one, so a bracket of 2^52 codes takes 9 rounds instead of 52 bisection steps (and, where
+    the predicate is not monotone, the earliest transition among the codes asked).  ``scan(lo)`` must be
+    false and ``scan(hi)`` true (not checked: the caller brackets)."""
+    a, b = _to_code(lo, dtype), _to_code(hi, dtype)
+    while b - a > 1:
+        n = min(width, b - a - 1)
+        codes = sorted({a + (b - a) * k // (n + 1) for k in range(1, n + 1)})     # exact: Python integers
+        hits = np.flatnonzero(scan(np.array([_from_code(c, dtype) for c in codes])))
+        if hits.size == 0:
+            a = codes[-1]
+        else:
+            j = int(hits[0])
+            a, b = (codes[j - 1] if j else a), codes[j]
+    return _from_code(a, dtype), _from_code(b, dtype)
+
+
 def first_failure(predicate, lo: float, hi: float, dtype, points: int = 400, *,
                   scan=None) -> tuple[float, float] | None:
     """Earliest transition of ``predicate`` on ``[lo, hi]``: a log-spaced scan, then :func:`grid_bisect`.
 
-    ``scan(values)``, when given, answers the predicate for the whole grid at once (a bool array); the
-    bisection then runs on ``predicate`` from the first grid value where the scan is true, and when the
-    two disagree there the grid is scanned with ``predicate`` after all."""
+    ``scan(values)``, when given, answers the predicate for many values at once (a bool array).  For a
+    16-bit dtype it is then asked every representable value of [lo, hi], so the transition is the first
+    one even where the predicate is not monotone; otherwise the grid is scanned, and the bracket around
+    its first true value is searched with :func:`grid_search` (an isolated earlier failure between two
+    grid values can be missed).  The pair found is confirmed with ``predicate``; where the two disagree
+    the grid is scanned with ``predicate`` after all."""
     dt = resolve_dtype(dtype)
+    if scan is not None and dt.itemsize <= 2:
+        return _first_of_every_code(predicate, scan, lo, hi, dt)
     grid = np.unique(np.geomspace(lo, hi, points).astype(dt).astype(np.float64))
     if scan is not None:
         hits = np.flatnonzero(scan(grid))
@@ -74,12 +100,46 @@ def first_failure(predicate, lo: float, hi: float, dtype, points: int = 400, *,
         if i == 0:
             return None
         if predicate(float(grid[i])) and not predicate(float(grid[i - 1])):
+            a, b = grid_search(scan, float(grid[i - 1]), float(grid[i]), dt)
+            if predicate(b) and not predicate(a):          # the stacked and the one-row evaluations agree
+                return a, b
             return grid_bisect(predicate, float(grid[i - 1]), float(grid[i]), dt)
     previous = None
     for value in grid:
         if predicate(float(value)):
             return None if previous is None else grid_bisect(predicate, previous, float(value), dt)
         previous = float(value)
+    return None
+
+
+def _first_of_every_code(predicate, scan, lo: float, hi: float, dt, chunk: int = 8192):
+    """:func:`first_failure` for a 16-bit dtype: every representable value of [lo, hi] is scanned, so the
+    transition returned is the first one — exact even where the predicate is not monotone.  The pair is
+    confirmed with the one-row ``predicate``; where the stacked scan disagrees, the scan of every code
+    continues with ``predicate`` alone from there."""
+    first, last = _to_code(lo, dt), _to_code(hi, dt)
+    if _from_code(last, dt) > hi:
+        last -= 1                                          # hi rounded up: stay within [lo, hi]
+    for start in range(first, last + 1, chunk):
+        codes = np.arange(start, min(start + chunk, last + 1))
+        values = codes.astype(_codes(dt)[1]).view(dt).astype(np.float64)
+        hits = np.flatnonzero(scan(values))
+        if hits.size:
+            i = start - first + int(hits[0])
+            if i == 0:
+                return None
+            a, b = _from_code(first + i - 1, dt), _from_code(first + i, dt)
+            if predicate(b) and not predicate(a):
+                return a, b
+            break
+    else:
+        return None
+    previous = None
+    for code in range(first, last + 1):                    # the stacked scan disagreed: one row at a time
+        value = _from_code(code, dt)
+        if predicate(value):
+            return None if previous is None else (previous, value)
+        previous = value
     return None
 
 
@@ -220,35 +280,55 @@ def probe_inputs(op, m: float, sign: float = 1.0) -> tuple:
     one-hot on the last class, class ids 0, ε = 0, temperature 1, momentum 0.1, positive values and
     weights and upstream gradients 1.
     """
+    return stacked_probes(op, np.array([float(m)]), sign)
+
+
+def stacked_probes(op, values, sign: float = 1.0) -> tuple:
+    """The :func:`probe_inputs` of every magnitude in ``values`` (1-d float64), stacked along the op's
+    independent axis in that order (an input without that axis: the one shared value)."""
     from derive import get_op
 
     op = get_op(op)
-    sizes = {a: 1 if a == op.independent_axis else 2 for a in op.reference.axis_order}
+    values = np.asarray(values, dtype=np.float64)
+    n = values.size
+    axis = op.independent_axis
+    sizes = {a: 1 if a == axis else 2 for a in op.reference.axis_order}
     first = next((i for i in op.inputs if i.axes and not i.integer), None)
     args = []
     for inp in op.inputs:
         shape = tuple(sizes.get(a, 2) for a in inp.axes)
         role = inp.role or "logits"
         if inp is first:
-            a = np.zeros(shape)
+            size = math.prod(shape)
             if role == "activations":
-                a.flat[:] = [m - 1.0 if i % 2 == 0 else m + 1.0 for i in range(a.size)]
+                rows = values[:, None] + np.where(np.arange(size) % 2 == 0, -1.0, 1.0)     # m − 1, m + 1, …
             else:
-                a.flat[0] = sign * m
-            args.append(a)
-        elif role in ("labels", "onehot"):
+                rows = np.zeros((n, size))
+                rows[:, 0] = sign * values
+            args.append(_stack(rows.reshape((n, *shape)), inp, axis))
+            continue
+        if role in ("labels", "onehot"):
             a = np.zeros(shape)
             a[..., -1] = 1.0
-            args.append(a)
         elif role == "index":
-            args.append(np.zeros(shape, dtype=np.int64))
+            a = np.zeros(shape, dtype=np.int64)
         elif role == "eps":
             args.append(0.0)
+            continue
         elif role == "fraction":
             args.append(0.1)
+            continue
         else:
-            args.append(np.ones(shape) if shape else 1.0)
+            a = np.ones(shape) if shape else 1.0
+        args.append(np.repeat(a, n, axis=inp.axes.index(axis)) if axis in inp.axes else a)
     return tuple(args)
+
+
+def _stack(per_probe: np.ndarray, inp, axis: str) -> np.ndarray:
+    """(n, *shape) probes of one input → one array, probes along ``axis`` (length 1 in each probe)."""
+    if axis not in inp.axes:
+        return per_probe[0]
+    return np.concatenate(per_probe, axis=inp.axes.index(axis))
 
 
 def _reference_finite(op, args, dtype) -> bool:
@@ -279,9 +359,7 @@ def _nonfinite_rows(op, form: str, sign: float, values, dt) -> np.ndarray:
     """For each magnitude in ``values``: does ``form`` return inf/nan on :func:`probe_inputs` there?  One
     evaluation with the probes stacked along the independent axis (see :func:`_rows_apart`)."""
     axis = op.independent_axis
-    probes = [probe_inputs(op, float(m), sign) for m in values]
-    args = [np.concatenate([p[k] for p in probes], axis=inp.axes.index(axis)) if axis in inp.axes else probes[0][k]
-            for k, inp in enumerate(op.inputs)]
+    args = stacked_probes(op, values, sign)
     bad = np.zeros(len(values), dtype=bool)
     for o, out in zip(op.outputs, as_tuple(evaluate(op.name, *args, dtype=dt, formulation=form))):
         rows = np.moveaxis(np.asarray(out, dtype=np.float64), o.axes.index(axis), 0).reshape(len(values), -1)

@@ -129,18 +129,34 @@ def test_generic_thresholds_meet_the_analytic_overflow():
 
 @pytest.mark.parametrize("op", ["log_softmax_backward", "layer_norm"])
 def test_stacked_probe_scan_finds_the_thresholds_one_probe_at_a_time_finds(op, monkeypatch):
-    """The threshold scan evaluates all probe magnitudes in one call (rows stacked along the independent
-    axis); the answer must be what evaluating each probe alone gives, and the scan must decide each row
-    as the single-probe predicate does."""
+    """The threshold scan evaluates many probe magnitudes in one call (rows stacked along the independent
+    axis).  It must decide each row as the single-probe predicate does; its thresholds must be real
+    transitions of the single-probe predicate, never later than the one-probe-at-a-time search finds, and
+    in float16 (every value scanned) preceded by no failure at all."""
     from derive import get_op
     import numeric.thresholds as thresholds
 
-    assert thresholds._rows_apart(get_op(op))
+    the_op = get_op(op)
+    assert thresholds._rows_apart(the_op)
     stacked = op_thresholds(op, ("float16", "float32"))
     monkeypatch.setattr(thresholds, "_rows_apart", lambda the_op: False)
-    assert op_thresholds(op, ("float16", "float32")) == stacked
+    alone_found = op_thresholds(op, ("float16", "float32"))
+    assert [(t.name, t.dtype) for t in stacked] == [(t.name, t.dtype) for t in alone_found]
+
+    def fails(m, form, dtype):
+        return thresholds._nonfinite(thresholds.evaluate(op, *thresholds.probe_inputs(the_op, m), dtype=dtype,
+                                                         formulation=form))
+    with np.errstate(all="ignore"):
+        for t, u in zip(stacked, alone_found):
+            form = t.name.split("`")[1]
+            (a, b), dt = t.found, np.dtype(t.dtype)
+            assert not fails(a, form, t.dtype) and fails(b, form, t.dtype)
+            assert b <= u.found[1]
+            if t.dtype == "float16":
+                every = np.arange(np.float16(1.0).view(np.uint16), np.float16(a).view(np.uint16) + 1,
+                                  dtype=np.uint16).view(np.float16).astype(np.float64)
+                assert not thresholds._nonfinite_rows(the_op, form, 1.0, every, dt).any()
     values = np.geomspace(1.0, 6e4, 50).astype(np.float16).astype(np.float64)
-    the_op = get_op(op)
     broken = []
     with np.errstate(all="ignore"):          # the probes overflow on purpose (and ε = 0)
         for form in the_op.formulations:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import numeric
-from numeric.thresholds import find_thresholds, grid_bisect
+from numeric.thresholds import find_thresholds, grid_bisect, grid_search
 
 THRESHOLDS = find_thresholds()
 
@@ -39,3 +39,51 @@ def test_grid_bisect_returns_adjacent_floats():
 def test_grid_bisect_rejects_a_bracket_without_a_transition():
     with pytest.raises(ValueError, match="predicate"):
         grid_bisect(lambda v: True, 0.5, 2.0, "float32")
+
+
+@pytest.mark.parametrize("dtype, at", [("float32", 1.0), ("float64", 1e300), ("float16", 3.0), ("float64", 1.0)])
+def test_grid_search_returns_the_adjacent_pair_bisection_finds(dtype, at):
+    dt = np.dtype(dtype)
+    lo, hi = (0.5, 2.0) if at == 1.0 else (at / 10, float(np.finfo(dt).max))
+    scan = lambda values: np.asarray(values) >= at       # noqa: E731
+    assert grid_search(scan, lo, hi, dtype) == grid_bisect(lambda v: v >= at, lo, hi, dtype)
+    a, b = grid_search(scan, lo, hi, dtype)
+    assert b == at and a == float(np.nextafter(dt.type(at), dt.type(0)))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_first_failure_on_a_16_bit_grid_is_the_first_even_off_a_monotone_predicate(dtype):
+    """Failures that come and go (one isolated bad value before the steady ones, as the one-pass variance
+    gives): every representable value is asked, so the isolated one is found, not the steady onset."""
+    from numeric.dtypes import resolve_dtype
+    from numeric.thresholds import first_failure
+
+    dt = resolve_dtype(dtype)
+    grid = np.unique(np.geomspace(1.0, 1000.0, 400).astype(dt).astype(np.float64))
+    between = np.unique(np.linspace(2.0, 4.0, 4097).astype(dt).astype(np.float64))    # every value in [2, 4]
+    isolated = float(next(v for v in between[1:] if v not in grid))     # off the 400-point log grid
+    below = float(between[np.flatnonzero(between == isolated)[0] - 1])
+    bad = lambda v: v == isolated or v >= 100.0                            # noqa: E731
+    found = first_failure(bad, 1.0, 1000.0, dtype, scan=lambda values: np.array([bad(v) for v in values]))
+    assert found == (below, isolated)               # a grid scan alone would have reported the onset at 100
+
+
+@pytest.mark.parametrize("op", ["softmax", "layer_norm", "cross_entropy", "batchnorm", "log_softmax_backward"])
+def test_stacked_probes_are_the_one_row_probes_side_by_side(op):
+    from derive import get_op
+    from numeric.thresholds import probe_inputs, stacked_probes
+
+    the_op = get_op(op)
+    values = np.array([1.0, 2.5, 1e4])
+    for sign in (1.0, -1.0):
+        stacked = stacked_probes(op, values, sign)
+        one = [probe_inputs(op, float(m), sign) for m in values]
+        for k, inp in enumerate(the_op.inputs):
+            if the_op.independent_axis in inp.axes:
+                expected = np.concatenate([p[k] for p in one], axis=inp.axes.index(the_op.independent_axis))
+            else:
+                expected = one[0][k]
+            np.testing.assert_array_equal(stacked[k], expected)
+    activations = next(i for i in the_op.inputs if i.axes and not i.integer).role == "activations"
+    first = probe_inputs(op, 7.0)[0]
+    assert (sorted(set(first.ravel())) == [6.0, 8.0]) if activations else (first.ravel()[0] == 7.0 and not first.ravel()[1:].any())
