@@ -467,7 +467,12 @@ def _batchnorm_report(config: ReportConfig, thresholds: list[Threshold]) -> str:
             title=f"{op}: error vs mean/std", vlines=one_pass, xname="mean/std",
             caption=f"{op}: bits of error against the mean/std ratio of each feature, one panel per dtype; "
                     "dotted lines mark where the one-pass variance breaks (bisection, below).")
-    lines += ["## Thresholds", "", *_threshold_table([t for t in thresholds if t.name.startswith("one-pass")]), ""]
+    lines += ["## Thresholds", "",
+              "On each dtype's own grid (adjacent floats: the last mean/std ratio that works and the first that "
+              "does not). float16 and bfloat16: every representable m from 1 up is tried, so the pair is the first "
+              "failure even where failures come and go; float32 and float64: a 400-point log-spaced scan, then a "
+              "search of the bracket around its first failure.", "",
+              *_threshold_table([t for t in thresholds if t.name.startswith("one-pass")]), ""]
     lines += _eps_section(results, eps_tasks, thresholds, config)
     lines += _conventions_section("batchnorm")
     lines += _tutorial_section("batchnorm")

@@ -181,9 +181,19 @@ def _ce_overflow(dtype):
 def _one_pass_breaks(dtype):
     """x = [m − 1, m + 1] (std 1, mean m), eps = 0: the one-pass variance reaches ≤ 0 → inf/nan."""
     def predicate(m):
-        x = np.array([[m - 1.0], [m + 1.0]])
-        return _nonfinite(evaluate("batchnorm", x, np.ones(1), np.zeros(1), 0.0, dtype=dtype, formulation="one_pass"))
+        return bool(_one_pass_breaks_at(dtype)(np.array([m]))[0])
     return predicate
+
+
+def _one_pass_breaks_at(dtype):
+    """:func:`_one_pass_breaks` for many m at once: one feature (column) per m, features never interact."""
+    def scan(values):
+        values = np.asarray(values, dtype=np.float64)
+        x = np.stack([values - 1.0, values + 1.0])
+        k = values.size
+        y = evaluate("batchnorm", x, np.ones(k), np.zeros(k), 0.0, dtype=dtype, formulation="one_pass")
+        return ~np.isfinite(np.asarray(y, dtype=np.float64)).all(axis=0)
+    return scan
 
 
 def _eps_ignored(dtype, eps):
@@ -234,10 +244,11 @@ def _thresholds_for(name, eps_values) -> list[Threshold]:
     out.append(Threshold("naive cross-entropy: first logit gap with inf/nan loss", dt.name,
                          first_failure(_ce_overflow(dt), 1.0, min(big, 1e6), dt), ln_max, "ln(max)", "logit"))
     out.append(Threshold("one-pass variance (x = m ± 1, ε = 0): first mean/std ratio with inf/nan", dt.name,
-                         first_failure(_one_pass_breaks(dt), 1.0, min(math.sqrt(big) / 2, 1e12), dt),
-                         2.0 ** ((p - 1) / 2), "onset 2^((p−1)/2), where ulp(m²) = 1 and the roundings of "
-                         "(m ± 1)² can cancel the true variance 1; certain by 2^((p+1)/2)", "mean/std",
-                         factor=2.0))
+                         first_failure(_one_pass_breaks(dt), 1.0, min(math.sqrt(big) / 2, 1e12), dt,
+                                       scan=_one_pass_breaks_at(dt)),
+                         2.0 ** ((p - 1) / 2) - 1, "onset 2^((p−1)/2) − 1, where (m + 1)² reaches 2^(p−1), "
+                         "so its ulp is 1 and the roundings of m ± 1 and of their squares can cancel the "
+                         "true variance 1; certain by 2^((p+1)/2)", "mean/std", factor=2.0))
     for eps in eps_values:
         e = float(np.array(eps, dtype=dt))
         ignored_from = 2.0 ** (math.floor(math.log2(e)) + p + 1)

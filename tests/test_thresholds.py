@@ -87,3 +87,18 @@ def test_stacked_probes_are_the_one_row_probes_side_by_side(op):
     activations = next(i for i in the_op.inputs if i.axes and not i.integer).role == "activations"
     first = probe_inputs(op, 7.0)[0]
     assert (sorted(set(first.ravel())) == [6.0, 8.0]) if activations else (first.ravel()[0] == 7.0 and not first.ravel()[1:].any())
+
+
+def test_the_one_pass_variance_threshold_in_float16_is_the_first_failure():
+    """Every float16 m in [1, a] keeps the one-pass batch norm finite on x = m ± 1 (each m evaluated alone,
+    one feature), and m = b does not: the pair is the first failure, below the 400-point grid's 35.6875."""
+    (a, b), = [t.found for t in THRESHOLDS if t.dtype == "float16" and t.name.startswith("one-pass")]
+
+    def breaks(m):
+        x = np.array([[m - 1.0], [m + 1.0]])
+        with np.errstate(all="ignore"):
+            y = numeric.evaluate("batchnorm", x, np.ones(1), np.zeros(1), 0.0, dtype="float16", formulation="one_pass")
+        return not np.isfinite(np.asarray(y, dtype=np.float64)).all()
+    codes = np.arange(np.float16(1).view(np.uint16), np.float16(a).view(np.uint16) + 1, dtype=np.uint16)
+    assert not any(breaks(float(m)) for m in codes.view(np.float16).astype(np.float64))
+    assert breaks(b) and float(np.nextafter(np.float16(a), np.float16(np.inf))) == b
