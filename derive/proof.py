@@ -181,7 +181,18 @@ def cache_dir() -> Path:
 
 
 def _cache_inputs(op: Op) -> str:
-    """The text a proof depends on: SymPy's version and every expression proved."""
+    """The text a proof depends on: SymPy's version and every expression proved (printed once per op
+    object and process: printing every step of every formulation is most of a cache lookup)."""
+    held = _INPUTS.get(id(op))
+    if held is None or held[0] is not op:
+        held = _INPUTS[id(op)] = (op, _print_inputs(op))          # the op is kept: its id is not reused
+    return held[1]
+
+
+_INPUTS: dict = {}
+
+
+def _print_inputs(op: Op) -> str:
     parts = [sp.__version__, repr(_FIELDS), op.name, repr(op.proof_lengths)]
     for name, form in op.formulations.items():
         parts.append(name + repr(form.steps))
