@@ -61,10 +61,18 @@ def run(forward, diff, args, dt, seed: int) -> tuple[list, list, list]:
     return outs_np, [np.asarray(g).copy() for g in grads], upstream
 
 
-def run_all(tasks) -> tuple[list, dict]:
+def run_all(tasks, compile_cache: str | None = None) -> tuple[list, dict]:
     """([result per task], environment).  A result is ``("ok", outputs, gradients, upstream)``,
-    ``("error", "Type: message")``, or None for a float64 task when JAX's 64-bit mode is off (skipped)."""
+    ``("error", "Type: message")``, or None for a float64 task when JAX's 64-bit mode is off (skipped).
+
+    ``compile_cache``: a directory for JAX's persistent compilation cache (every compiled kernel kept,
+    however fast it compiled: eager JAX compiles each primitive per dtype and shape, ~30 ms each, which
+    is most of this function's time on a first run); it sets JAX's global configuration, so it is for
+    the child process only.  A kernel loaded from it is the one compiled before: same results."""
     import jax
+    if compile_cache:
+        jax.config.update("jax_compilation_cache_dir", compile_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     x64 = bool(jax.config.jax_enable_x64)
     results = []
     for forward, diff, args, dt, seed in tasks:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import mpmath
@@ -36,7 +37,8 @@ from .evaluate import as_tuple, evaluate
 from .metrics import error_metrics
 from .reference import reference
 
-__all__ = ["FRAMEWORKS_INDEX_LINE", "KernelCase", "torch_cases", "jax_cases", "measure_case", "frameworks_markdown", "write_frameworks_report"]
+__all__ = ["FRAMEWORKS_INDEX_LINE", "KernelCase", "torch_cases", "jax_cases", "measure_case", "frameworks_markdown", "write_frameworks_report",
+           "start_frameworks_report", "FrameworksRun"]
 
 #: Appended to reports/index.md when frameworks.md was written.
 FRAMEWORKS_INDEX_LINE = ("\n## Framework kernels\n\n[frameworks.md](frameworks.md): the installed frameworks' own softmax, "
@@ -342,10 +344,12 @@ def _inputs(case: KernelCase, dt, magnitude: float, seed: int):
     return rounded
 
 
-def measure_case(case: KernelCase, dtype, magnitude: float, *, seed: int = 0, device: str = "cpu") -> dict:
+def measure_case(case: KernelCase, dtype, magnitude: float, *, seed: int = 0, device: str = "cpu",
+                 memo: dict | None = None) -> dict:
     """{"forward": summary, "backward": summary, "gradaudit_forward": …, "gradaudit_backward": …} for one
     kernel at one magnitude in one dtype (summaries: max_ulps, over_kappa_u, inf, nan, flush).  The
-    upstream gradient is N(0, 1) of the output's shape, or 1 for a scalar loss."""
+    upstream gradient is N(0, 1) of the output's shape, or 1 for a scalar loss.  ``memo``: see
+    :func:`_measured_row`."""
     dt = resolve_dtype(dtype)
     rounded = _inputs(case, dt, magnitude, seed)
     if rounded is None:
@@ -354,23 +358,54 @@ def measure_case(case: KernelCase, dtype, magnitude: float, *, seed: int = 0, de
         outs, grads, upstream = _run_torch(case, rounded, dt, seed, device)
     else:
         outs, grads, upstream = frameworks_jax.run(case.forward, case.diff, rounded, dt, seed)
-    return _measured_row(case, dt, rounded, outs, grads, upstream)
+    return _measured_row(case, dt, rounded, outs, grads, upstream, memo)
 
 
-def _measured_row(case: KernelCase, dt, rounded, outs, grads, upstream) -> dict:
-    """:func:`measure_case`'s row from the kernel's outputs and gradients on ``rounded`` inputs."""
-    ref_f, ref_b, kap_f, kap_b = _exact(case, rounded, upstream)
-    row = {"forward": _summary(outs, ref_f, kap_f, dt), "backward": _summary(grads, ref_b, kap_b, dt)}
-    if case.op:
-        fwd = derive.get_op(case.op)
-        bwd, bargs = _backward_args(fwd, rounded, upstream)
-        for key, op, a, ref, kap in (("gradaudit_forward", fwd, rounded, ref_f, kap_f),
-                                     ("gradaudit_backward", bwd, bargs, ref_b, kap_b)):
-            name = op.stable_formulation.name
-            with np.errstate(all="ignore"):
-                got = as_tuple(evaluate(op.name, *a, dtype=dt, formulation=name))
-            row[key] = {**_summary(got, ref, kap, dt), "formulation": name}
-    return row
+def _measured_row(case: KernelCase, dt, rounded, outs, grads, upstream, memo: dict | None = None) -> dict:
+    """:func:`measure_case`'s row from the kernel's outputs and gradients on ``rounded`` inputs.
+
+    ``memo`` (one run's dict) keeps the exact values, κ and gradaudit's own rows of a registered op by
+    (op, dtype, input and upstream bytes): a JAX kernel measured on the same rounded inputs and upstream
+    gradients as its torch twin reuses them instead of recomputing them."""
+    key = _memo_key(case, dt, rounded, upstream) if memo is not None else None
+    if key is not None and key in memo:
+        ref_f, ref_b, kap_f, kap_b, ours = memo[key]
+    else:
+        ref_f, ref_b, kap_f, kap_b = _exact(case, rounded, upstream)
+        ours = _gradaudit_rows(case, dt, rounded, upstream, ref_f, ref_b, kap_f, kap_b)
+        if key is not None:
+            memo[key] = (ref_f, ref_b, kap_f, kap_b, ours)
+    return {"forward": _summary(outs, ref_f, kap_f, dt), "backward": _summary(grads, ref_b, kap_b, dt), **ours}
+
+
+def _gradaudit_rows(case, dt, rounded, upstream, ref_f, ref_b, kap_f, kap_b) -> dict:
+    """{"gradaudit_forward": …, "gradaudit_backward": …}: the op's stable formulation measured like the
+    kernel (empty for a case without a gradaudit op)."""
+    if not case.op:
+        return {}
+    rows = {}
+    fwd = derive.get_op(case.op)
+    bwd, bargs = _backward_args(fwd, rounded, upstream)
+    for key, op, a, ref, kap in (("gradaudit_forward", fwd, rounded, ref_f, kap_f),
+                                 ("gradaudit_backward", bwd, bargs, ref_b, kap_b)):
+        name = op.stable_formulation.name
+        with np.errstate(all="ignore"):
+            got = as_tuple(evaluate(op.name, *a, dtype=dt, formulation=name))
+        rows[key] = {**_summary(got, ref, kap, dt), "formulation": name}
+    return rows
+
+
+def _memo_key(case, dt, rounded, upstream):
+    """Hashable key of everything a registered op's exact values and gradaudit rows depend on, or None
+    for a case whose κ comes from its own kernel (``op`` empty: not shared)."""
+    if not case.op:
+        return None
+
+    def part(a):
+        if isinstance(a, np.ndarray):
+            return (a.dtype.str, a.shape, a.tobytes())
+        return (type(a).__name__, repr(a))
+    return (case.op, np.dtype(dt).name, tuple(part(a) for a in rounded), tuple(part(u) for u in upstream))
 
 
 # ---------------------------------------------------------------- Markdown
@@ -449,7 +484,7 @@ def _environment(frameworks, device) -> dict:
     return env
 
 
-def _measure_all(cases, dtypes, magnitudes, seed, device) -> list:
+def _measure_all(cases, dtypes, magnitudes, seed, device, memo: dict | None = None) -> list:
     """[(case index, dtype name, magnitude, row)]; a case that raises gives {"error": …} (the report says
     "not measured" and why) instead of stopping ``gradaudit report``."""
     rows = []
@@ -462,7 +497,7 @@ def _measure_all(cases, dtypes, magnitudes, seed, device) -> list:
                     continue
             for m in (magnitudes or case.magnitudes):
                 try:
-                    row = measure_case(case, dt, m, seed=seed, device=device)
+                    row = measure_case(case, dt, m, seed=seed, device=device, memo=memo)
                 except Exception as exc:
                     row = {"error": f"{type(exc).__name__}: {exc}"}
                 rows.append((i, dt.name, m, row))
@@ -484,7 +519,7 @@ def _jax_tasks(cases, dtypes, magnitudes, seed) -> tuple[list, list]:
     return entries, tasks
 
 
-def _jax_rows(cases, entries, results, x64: bool) -> list:
+def _jax_rows(cases, entries, results, x64: bool, memo: dict | None = None) -> list:
     """[(case index, dtype name, magnitude, row)] from the child's results (float64 rows skipped when
     JAX's 64-bit mode is off, ``x64``); a kernel or reference that raised gives {"error": …}."""
     rows, done = [], iter(results)
@@ -499,7 +534,7 @@ def _jax_rows(cases, entries, results, x64: bool) -> list:
             rows.append((i, dt.name, m, {"error": result[1]}))
             continue
         try:
-            row = _measured_row(cases[i], dt, rounded, *result[1:])
+            row = _measured_row(cases[i], dt, rounded, *result[1:], memo)
         except Exception as exc:
             row = {"error": f"{type(exc).__name__}: {exc}"}
         rows.append((i, dt.name, m, row))
@@ -509,76 +544,154 @@ def _jax_rows(cases, entries, results, x64: bool) -> list:
 def write_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=None, magnitudes=None):
     """Write ``out/frameworks.md`` when torch (or JAX) is importable; returns its path, or None when
     neither is.  ``cases``/``magnitudes`` narrow the run (tests; given cases run in this process).
+    :func:`start_frameworks_report` then :meth:`FrameworksRun.finish`."""
+    run = start_frameworks_report(out, dtypes=dtypes, seed=seed, cases=cases, magnitudes=magnitudes)
+    if run is None:
+        return None
+    with run:
+        return run.finish()
+
+
+def start_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=None, magnitudes=None):
+    """Start a frameworks report: a :class:`FrameworksRun` (or None when neither torch nor JAX is
+    importable) whose :meth:`~FrameworksRun.finish` writes ``out/frameworks.md``.
 
     By default JAX's kernels run in a *spawned* child process (JAX starts threads when imported, and
-    ``gradaudit report`` or a test suite may fork worker processes afterwards).  The child imports only
-    numpy and JAX (:mod:`numeric.frameworks_jax`) and runs while torch is measured here; exact values,
-    κ and metrics of its outputs are computed here."""
-    from pathlib import Path
-    from derive.atomic import write_text
+    ``gradaudit report`` or a test suite may fork worker processes afterwards), started first; the
+    child imports only numpy and JAX (:mod:`numeric.frameworks_jax`) and compiles into
+    ``<cache>/jax`` (JAX's persistent compilation cache) when the gradaudit cache is usable.  torch's
+    kernels are measured here, in this call, while the child runs; the child's results are collected
+    (exact values, κ and metrics computed here) by ``finish``, so a caller can do other work — e.g.
+    wait for its own workers — in between.  A default run whose report is in the disk cache
+    (:func:`_cached_text`) imports neither framework."""
     jax_child = cases is None and jax_arrays.available()
     default_run = cases is None
-    if cases is None:
-        cases = torch_cases() if torch_tensors.available() else []
-    if not cases and not jax_child:
+    frameworks = ({"torch"} if torch_tensors.available() else set()) if default_run else {c.framework for c in cases}
+    if not frameworks and not jax_child:
         return None
-    path = Path(out) / "frameworks.md"
-    cached = _cached_text(cases, jax_child, dtypes, seed, magnitudes) if default_run else None
+    cached = _cached_text(frameworks | ({"jax"} if jax_child else set()), dtypes, seed, magnitudes) if default_run else None
+    run = FrameworksRun(Path(out) / "frameworks.md", cached)
     if cached is not None and cached[1] is not None:
-        write_text(path, cached[1])
-        return path
-    frameworks = sorted({c.framework for c in cases})
-    device = "cpu"
-    threads = None
-    pool = jax_pending = None
-    if jax_child:
+        run.text = cached[1]
+        return run
+    try:
+        if jax_child:
+            run.start_jax(dtypes, magnitudes, seed, _compile_cache() if default_run else None)
+        if cases is None:
+            cases = torch_cases() if "torch" in frameworks else []
+        run.measure(cases, dtypes, magnitudes, seed)
+    except BaseException:
+        run.close()
+        raise
+    return run
+
+
+class FrameworksRun:
+    """A frameworks report under way (:func:`start_frameworks_report`): this process's kernels measured,
+    JAX's child (if any) running.  :meth:`finish` waits for the child and writes the report;
+    :meth:`close` (or leaving a ``with`` block) stops the child if it still runs."""
+
+    def __init__(self, path: Path, cached):
+        self.path, self.cached, self.text = path, cached, None
+        self.results, self.environment = [], {}
+        self._pool = self._pending = None
+        self._jax = None             # (JAX cases, their entries) while the child runs
+        self._memo = {}              # exact values by op and input bytes, shared by torch's and JAX's rows
+
+    def start_jax(self, dtypes, magnitudes, seed, compile_cache) -> None:
+        """Spawn the child running JAX's kernels (:func:`frameworks_jax.run_all`)."""
         import multiprocessing
         jcases = jax_cases()
-        jax_entries, tasks = _jax_tasks(jcases, dtypes, magnitudes, seed)
-        pool = multiprocessing.get_context("spawn").Pool(1)
-        jax_pending = pool.apply_async(frameworks_jax.run_all, (tasks,))
-    if "torch" in frameworks:
-        import torch
-        device = torch_tensors.default_device()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        entries, tasks = _jax_tasks(jcases, dtypes, magnitudes, seed)
+        self._jax = (jcases, entries)
+        self._pool = multiprocessing.get_context("spawn").Pool(1)
+        self._pending = self._pool.apply_async(frameworks_jax.run_all, (tasks, compile_cache))
+
+    def measure(self, cases, dtypes, magnitudes, seed) -> None:
+        """Measure ``cases`` here (torch limited to one thread meanwhile)."""
+        frameworks = sorted({c.framework for c in cases})
+        device, threads = "cpu", None
+        if "torch" in frameworks:
+            import torch
+            device = torch_tensors.default_device()
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+        try:
+            indexed = _measure_all(cases, dtypes, magnitudes, seed, device, self._memo)
+        finally:
+            if threads is not None:
+                torch.set_num_threads(threads)
+        self.results = [(cases[i], d, m, row) for i, d, m, row in indexed]
+        self.environment = _environment(frameworks, device)
+
+    def finish(self) -> Path:
+        """Collect the child's results, write the report (and its cache entry); returns its path."""
+        from derive.atomic import write_text
+        if self.text is None:
+            results, environment = list(self.results), dict(self.environment)
+            if self._pending is not None:
+                jcases, entries = self._jax
+                jax_results, jax_env = self._pending.get()
+                self.close()
+                x64 = jax_env["jax x64"] == "enabled"
+                results += [(jcases[i], d, m, row)
+                            for i, d, m, row in _jax_rows(jcases, entries, jax_results, x64, self._memo)]
+                environment.update(jax_env)
+            self.text = frameworks_markdown(results, environment) + "\n"
+            if self.cached is not None:
+                derive.cache.store(self.cached[0], "frameworks report", self.cached[2], self.text.encode("utf-8"))
+        write_text(self.path, self.text)
+        return self.path
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _compile_cache() -> str | None:
+    """``<gradaudit cache>/jax`` for JAX's persistent compilation cache, or None when the cache is off.
+    Compiled kernels are keyed by JAX on their program, jaxlib version and flags, so a report rerun after
+    a source change (whose text cache misses) skips recompiling them; the numbers are the same."""
+    if not derive.cache.available():
+        return None
+    return str(derive.cache.cache_dir() / "jax")
+
+
+def _torch_device() -> str:
+    """torch's default device, without importing torch for a CPU-only build (local version ``+cpu``)."""
+    from importlib import metadata
     try:
-        indexed = _measure_all(cases, dtypes, magnitudes, seed, device)
-        results = [(cases[i], d, m, row) for i, d, m, row in indexed]
-        environment = _environment(frameworks, device)
-        if jax_child:
-            jax_results, jax_env = jax_pending.get()
-            x64 = jax_env["jax x64"] == "enabled"
-            results += [(jcases[i], d, m, row) for i, d, m, row in _jax_rows(jcases, jax_entries, jax_results, x64)]
-            environment.update(jax_env)
-    finally:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-    text = frameworks_markdown(results, environment) + "\n"
-    if cached is not None:
-        derive.cache.store(cached[0], "frameworks report", cached[2], text.encode("utf-8"))
-    write_text(path, text)
-    return path
+        if metadata.version("torch").endswith("+cpu"):
+            return "cpu"
+    except metadata.PackageNotFoundError:
+        pass
+    return torch_tensors.default_device()
 
 
-def _cached_text(cases, jax_child, dtypes, seed, magnitudes):
+def _cached_text(frameworks: set, dtypes, seed, magnitudes):
     """(cache path, cached report text or None, cache inputs) of a default run (:mod:`derive.cache`), keyed by
     the framework versions (read from package metadata: JAX is not imported here), the torch device, the
-    source digest of ``derive``/``numeric``, the dtypes, the seed and the magnitudes."""
+    source digest of ``derive``/``numeric``, the dtypes, the seed and the magnitudes.  ``frameworks``:
+    the names measured ("torch", "jax")."""
     from importlib import metadata
 
     from .report import source_digest
 
     versions = {}
-    for name in sorted({c.framework for c in cases} | ({"jax"} if jax_child else set())):
+    for name in sorted(frameworks):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "?"
-    device = torch_tensors.default_device() if any(c.framework == "torch" for c in cases) else "cpu"
+    device = _torch_device() if "torch" in frameworks else "cpu"
     inputs = repr((source_digest(), versions, str(device), tuple(dtypes), seed, magnitudes))
     path = derive.cache.cache_dir() / "frameworks" / f"{derive.cache.inputs_digest('frameworks report', inputs)[:32]}.json"
     payload = derive.cache.load(path, "frameworks report", inputs,

@@ -144,3 +144,88 @@ def test_child_results_are_matched_to_their_entries():
     rows = fr._jax_rows(fr.jax_cases(), entries, results, x64=False)
     assert rows == [(0, "float16", 1e4, {"unrepresentable": True}), (0, "float16", 1.0, {"error": "RuntimeError: a"}),
                     (1, "float16", 1.0, {"error": "ValueError: b"})]
+
+
+@needs_torch
+def test_exact_values_are_shared_by_kernels_of_one_op_on_the_same_inputs():
+    """A second kernel of the same op on the same rounded inputs and upstream (JAX's twin of a torch
+    kernel) reuses the memo's exact values: one entry, and the same row as a run without the memo."""
+    import torch
+    first = next(c for c in fr.torch_cases() if c.label.startswith("torch.softmax"))
+    twin = fr.KernelCase("torch", "softmax again", lambda z: torch.softmax(z, dim=1), fr._logits, (0,), (1.0,),
+                         "M", op="softmax")
+    memo = {}
+    a = fr.measure_case(first, "bfloat16", 10.0, memo=memo)
+    b = fr.measure_case(twin, "bfloat16", 10.0, memo=memo)
+    assert len(memo) == 1 and a == b == fr.measure_case(twin, "bfloat16", 10.0)
+    fr.measure_case(twin, "float32", 10.0, memo=memo)          # other dtype: other rounded inputs
+    fr.measure_case(twin, "bfloat16", 10.0, seed=1, memo=memo)  # other seed: other inputs and upstream
+    assert len(memo) == 3
+
+
+def test_memo_key_tells_inputs_apart_by_bytes_and_dtype():
+    case = fr.KernelCase("torch", "k", None, fr._logits, (0,), (1.0,), "M", op="softmax")
+    z = np.arange(6.0).reshape(2, 3)
+    key = fr._memo_key(case, np.dtype(np.float32), (z.astype(np.float32),), [None])
+    assert key == fr._memo_key(case, np.dtype(np.float32), (z.astype(np.float32).copy(),), [None])
+    assert key != fr._memo_key(case, np.dtype(np.float32), (z.astype(np.float64),), [None])
+    assert key != fr._memo_key(case, np.dtype(np.float32), (z[::-1].astype(np.float32),), [None])
+    assert fr._memo_key(fr.KernelCase("torch", "k", None, fr._logits, (0,), (1.0,), "M"), np.float32, (z,), [None]) is None
+
+
+@needs_torch
+def test_start_then_finish_writes_the_report(tmp_path):
+    cases = [c for c in fr.torch_cases() if c.label.startswith("torch.softmax")]
+    run = fr.start_frameworks_report(tmp_path / "a", dtypes=("float32",), cases=cases, magnitudes=(1.0,))
+    (tmp_path / "a").mkdir()
+    with run:
+        path = run.finish()
+    (tmp_path / "b").mkdir()
+    assert path.read_text() == fr.write_frameworks_report(tmp_path / "b", dtypes=("float32",), cases=cases,
+                                                          magnitudes=(1.0,)).read_text()
+
+
+def test_a_cached_report_is_written_without_measuring(tmp_path, monkeypatch):
+    """A default run whose text is in the disk cache builds no case and starts no child."""
+    monkeypatch.setattr(fr, "_cached_text", lambda *args: (tmp_path / "entry.json", "# cached\n", "inputs"))
+    monkeypatch.setattr(fr, "torch_cases", lambda: pytest.fail("torch cases built on a cache hit"))
+    monkeypatch.setattr(fr, "jax_cases", lambda: pytest.fail("JAX child started on a cache hit"))
+    run = fr.start_frameworks_report(tmp_path)
+    if run is not None:                       # None: neither torch nor JAX installed
+        assert run.finish().read_text() == "# cached\n"
+
+
+def test_torch_device_of_a_cpu_build_is_read_without_importing_torch():
+    import subprocess
+    import sys
+    code = ("import sys; from importlib import metadata; import numeric.frameworks_report as fr; "
+            "d = fr._torch_device(); v = metadata.version('torch'); "
+            "print(d == 'cpu' and 'torch' not in sys.modules if v.endswith('+cpu') else d in ('cpu', 'cuda'))")
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_jax_compile_cache_is_filled_and_gives_the_same_results(tmp_path):
+    """run_all with a persistent compilation cache, in two fresh processes (it sets JAX's global
+    configuration): the first fills the directory, the second loads from it; both give the outputs and
+    gradients bit for bit of a run without the cache (this process)."""
+    import pickle
+    import subprocess
+    import sys
+    from numeric import frameworks_jax
+    z = (3.0 * np.random.default_rng(2).standard_normal((4, 8))).astype(np.float32)
+    tasks = [(frameworks_jax.softmax, (0,), (z,), np.dtype(np.float32), 0)]
+    (tmp_path / "tasks.pkl").write_bytes(pickle.dumps(tasks))
+    code = ("import pickle, sys; from numeric import frameworks_jax; "
+            "tasks = pickle.load(open(sys.argv[1], 'rb')); "
+            "sys.stdout.buffer.write(pickle.dumps(frameworks_jax.run_all(tasks, sys.argv[2])[0]))")
+    runs = [pickle.loads(subprocess.run([sys.executable, "-c", code, str(tmp_path / "tasks.pkl"), str(tmp_path / "jax")],
+                                        capture_output=True, check=True).stdout) for _ in range(2)]
+    outs, grads, ups = frameworks_jax.run(*tasks[0])
+    expected = [outs[0].tobytes(), grads[0].tobytes(), ups[0].tobytes()]
+    for (result,) in runs:
+        assert result[0] == "ok" and [result[1][0].tobytes(), result[2][0].tobytes(), result[3][0].tobytes()] == expected
+    assert any((tmp_path / "jax").iterdir())
