@@ -81,7 +81,12 @@ def _unit_elements():
     """0 or a value with 2^-20 ≤ |v| ≤ 1: data, not underflow experiments (no 1e-300 upstream gradients).
     Strategies here are built once and reused (``lru_cache``): the same strategy draws the same choices,
     and a reused one skips Hypothesis's per-object validation, which dominated the cost of a draw."""
-    return _one_of(st.just(0.0), st.floats(_TINY, 1), st.floats(-1, -_TINY))
+    positive, negative, index = st.floats(_TINY, 1), st.floats(-1, -_TINY), _index(3)
+
+    def unit(draw):                      # the choices of st.just(0.0) | positive | negative
+        which = draw(index)
+        return 0.0 if which == 0 else draw(positive if which == 1 else negative)
+    return st.composite(unit)()
 
 
 #: Arrays up to this many elements are drawn element by element (so Hypothesis shrinks each value);
