@@ -3,9 +3,9 @@ implementation (no early stop), in one run:
 
 * **new**: the current checker, for the four CASES below and for the other families' backward ops
   (``FAMILY_OPS``; the correct function is gradaudit's stable formulation of the op run in the dtype);
-* **old**: for the four CASES, the same checker with the former inner loop patched back in (one numpy
-  JVP per input element, the per-element arb reference with eager ``mpmath`` conversion) — verdicts
-  and example counts must be identical;
+* **old**: for the four CASES, the same checker with the former inner loop patched back in (the full
+  tolerance of every input, one numpy JVP per input element, the per-element arb reference with eager
+  ``mpmath`` conversion) — verdicts and example counts must be identical;
 * **gradcheck**: for the four CASES, ``torch.autograd.gradcheck`` of the same function in torch,
   float64, one call at the default domain's largest shapes (column skipped when torch is not installed);
 * **large batches**: the new checker with one axis drawn up to 1024 (rows, classes or features), float32.
@@ -102,14 +102,16 @@ def _sensitivities_per_direction(the_op, arrays):
 
 @contextlib.contextmanager
 def old_inner_loop():
-    """The checker's former inner loop: per-direction JVPs and the per-element arb reference."""
-    saved = judge.sensitivities_of, reference._by_balls
+    """The checker's former inner loop: the full tolerance of every input (no early acceptance by the
+    normwise bound), per-direction JVPs and the per-element arb reference."""
+    saved = judge.sensitivities_of, reference._by_balls, judge._all_accepted
     judge.sensitivities_of = _sensitivities_per_direction
     reference._by_balls = reference._by_balls_per_element
+    judge._all_accepted = lambda *args: False
     try:
         yield
     finally:
-        judge.sensitivities_of, reference._by_balls = saved
+        judge.sensitivities_of, reference._by_balls, judge._all_accepted = saved
 
 
 def torch_cases():
