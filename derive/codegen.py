@@ -16,6 +16,10 @@ Each elementwise step is lambdified once (``cse=True``) for a backend:
 Reductions are numpy calls (``sum``, ``max``) on the named axes with ``keepdims=True``.  Internally every
 value is held in *full-rank layout*: one array dimension per label of ``axis_order``, length 1 where the
 value does not vary, so label broadcasting is plain numpy broadcasting and no step copies data.
+
+``Kernel.run`` works out layouts and sizes on every call.  ``Kernel.specialise(shapes)`` returns the same
+program as straight-line Python for inputs of those shapes (compiled once per kernel, the shapes' numbers
+bound as defaults): what a many-times-repeated small call (a one-row certified reference) needs.
 """
 from __future__ import annotations
 

@@ -182,6 +182,7 @@ def lazy_mpf(balls: np.ndarray, states: np.ndarray) -> np.ndarray:
     out = _lazy_map(balls)
     if not isinstance(out, np.ndarray):         # a 0-d input gives a bare element
         out = np.asarray(out, dtype=object)
+    states = np.asarray(states)
     if states.max(initial=0) == 2:
         out[states == 2] = ZERO
     return out
