@@ -11,6 +11,11 @@ Every element is accepted by either of two bounds (numerical analysis' two ways 
   guarantees, e.g. a value that is 0 in exact arithmetic but computed as a difference of O(1) terms.
 
 Overflow, cancellation and wrong formulas land far outside both.
+
+Cost: the reference and the normwise bound are computed for every input; most inputs of a correct
+function are accepted there (or by the componentwise bound without R), and only the others pay for R
+(an arb run of the rounding model and runs of the stable formulation in the dtype) — see
+:func:`_all_accepted`, which never accepts an element the full test would flag.
 """
 from __future__ import annotations
 
