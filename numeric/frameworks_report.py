@@ -544,71 +544,76 @@ def _jax_rows(cases, entries, results, x64: bool, memo: dict | None = None) -> l
 def write_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=None, magnitudes=None):
     """Write ``out/frameworks.md`` when torch (or JAX) is importable; returns its path, or None when
     neither is.  ``cases``/``magnitudes`` narrow the run (tests; given cases run in this process).
-    :func:`start_frameworks_report` then :meth:`FrameworksRun.finish`."""
+    :func:`start_frameworks_report`, :meth:`FrameworksRun.measure`, :meth:`FrameworksRun.finish`."""
     run = start_frameworks_report(out, dtypes=dtypes, seed=seed, cases=cases, magnitudes=magnitudes)
     if run is None:
         return None
     with run:
+        run.measure()
         return run.finish()
 
 
 def start_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=None, magnitudes=None):
     """Start a frameworks report: a :class:`FrameworksRun` (or None when neither torch nor JAX is
-    importable) whose :meth:`~FrameworksRun.finish` writes ``out/frameworks.md``.
+    importable) whose :meth:`~FrameworksRun.measure` measures this process's kernels (torch's) and
+    :meth:`~FrameworksRun.finish` writes ``out/frameworks.md``.
 
-    By default JAX's kernels run in a *spawned* child process (JAX starts threads when imported, and
-    ``gradaudit report`` or a test suite may fork worker processes afterwards), started first; the
-    child imports only numpy and JAX (:mod:`numeric.frameworks_jax`) and compiles into
-    ``<cache>/jax`` (JAX's persistent compilation cache) when the gradaudit cache is usable.  torch's
-    kernels are measured here, in this call, while the child runs; the child's results are collected
-    (exact values, κ and metrics computed here) by ``finish``, so a caller can do other work — e.g.
-    wait for its own workers — in between.  A default run whose report is in the disk cache
-    (:func:`_cached_text`) imports neither framework."""
+    By default JAX's kernels run in a *spawned* child process, started by this call (JAX starts threads
+    when imported, and ``gradaudit report`` or a test suite may fork worker processes afterwards; a
+    spawned child shares nothing with them).  The child imports only numpy and JAX
+    (:mod:`numeric.frameworks_jax`), runs on its own about 2.5 CPU-s (JAX's eager kernels compile per
+    primitive and dtype), and compiles into ``<cache>/jax`` (JAX's persistent compilation cache) when
+    the gradaudit cache is usable.  So a caller starts it as early as it can (e.g. before planning work
+    that leaves a core idle), measures torch here while it runs, and collects it with ``finish`` when it
+    has nothing else to do (exact values, κ and metrics of its outputs are computed then, here).  A
+    default run whose report is in the disk cache (:func:`_cached_text`) imports neither framework."""
     jax_child = cases is None and jax_arrays.available()
     default_run = cases is None
     frameworks = ({"torch"} if torch_tensors.available() else set()) if default_run else {c.framework for c in cases}
     if not frameworks and not jax_child:
         return None
     cached = _cached_text(frameworks | ({"jax"} if jax_child else set()), dtypes, seed, magnitudes) if default_run else None
-    run = FrameworksRun(Path(out) / "frameworks.md", cached)
+    run = FrameworksRun(Path(out) / "frameworks.md", cached, cases, (dtypes, magnitudes, seed))
     if cached is not None and cached[1] is not None:
         run.text = cached[1]
         return run
-    try:
-        if jax_child:
-            run.start_jax(dtypes, magnitudes, seed, _compile_cache() if default_run else None)
-        if cases is None:
-            cases = torch_cases() if "torch" in frameworks else []
-        run.measure(cases, dtypes, magnitudes, seed)
-    except BaseException:
-        run.close()
-        raise
+    if jax_child:
+        run.start_jax(_compile_cache() if default_run else None)
     return run
 
 
 class FrameworksRun:
-    """A frameworks report under way (:func:`start_frameworks_report`): this process's kernels measured,
-    JAX's child (if any) running.  :meth:`finish` waits for the child and writes the report;
-    :meth:`close` (or leaving a ``with`` block) stops the child if it still runs."""
+    """A frameworks report under way (:func:`start_frameworks_report`), JAX's child (if any) running.
+    :meth:`measure` measures this process's kernels, :meth:`finish` waits for the child and writes the
+    report; :meth:`close` (or leaving a ``with`` block) stops the child if it still runs.  ``cases``:
+    the kernels to run here, None for torch's (:func:`torch_cases`, when torch is installed)."""
 
-    def __init__(self, path: Path, cached):
+    def __init__(self, path: Path, cached, cases, plan):
         self.path, self.cached, self.text = path, cached, None
-        self.results, self.environment = [], {}
+        self._cases, self._plan = cases, plan       # plan: (dtypes, magnitudes, seed)
+        self.results, self.environment = None, {}
         self._pool = self._pending = None
         self._jax = None             # (JAX cases, their entries) while the child runs
         self._memo = {}              # exact values by op and input bytes, shared by torch's and JAX's rows
 
-    def start_jax(self, dtypes, magnitudes, seed, compile_cache) -> None:
+    def start_jax(self, compile_cache: str | None) -> None:
         """Spawn the child running JAX's kernels (:func:`frameworks_jax.run_all`)."""
         import multiprocessing
+        dtypes, magnitudes, seed = self._plan
         jcases = jax_cases()
         entries, tasks = _jax_tasks(jcases, dtypes, magnitudes, seed)
         self._jax = (jcases, entries)
         self._pool = multiprocessing.get_context("spawn").Pool(1)
         self._pending = self._pool.apply_async(frameworks_jax.run_all, (tasks, compile_cache))
 
-    def measure(self, cases, dtypes, magnitudes, seed) -> None:
-        """Measure ``cases`` here (torch limited to one thread meanwhile)."""
+    def measure(self) -> None:
+        """Measure this process's kernels (torch limited to one thread meanwhile); once."""
+        if self.text is not None or self.results is not None:
+            return
+        dtypes, magnitudes, seed = self._plan
+        cases = self._cases
+        if cases is None:
+            cases = torch_cases() if torch_tensors.available() else []
         frameworks = sorted({c.framework for c in cases})
         device, threads = "cpu", None
         if "torch" in frameworks:
@@ -625,9 +630,11 @@ class FrameworksRun:
         self.environment = _environment(frameworks, device)
 
     def finish(self) -> Path:
-        """Collect the child's results, write the report (and its cache entry); returns its path."""
+        """Measure here if not done yet, collect the child's results, write the report (and its cache
+        entry); returns its path."""
         from derive.atomic import write_text
         if self.text is None:
+            self.measure()
             results, environment = list(self.results), dict(self.environment)
             if self._pending is not None:
                 jcases, entries = self._jax

@@ -179,6 +179,8 @@ def test_start_then_finish_writes_the_report(tmp_path):
     run = fr.start_frameworks_report(tmp_path / "a", dtypes=("float32",), cases=cases, magnitudes=(1.0,))
     (tmp_path / "a").mkdir()
     with run:
+        run.measure()
+        run.measure()                          # once
         path = run.finish()
     (tmp_path / "b").mkdir()
     assert path.read_text() == fr.write_frameworks_report(tmp_path / "b", dtypes=("float32",), cases=cases,
