@@ -70,9 +70,10 @@ def _one_of(*branches: st.SearchStrategy) -> st.SearchStrategy:
 
 
 def _arrays(shape, elements: st.SearchStrategy) -> st.SearchStrategy:
-    """``hnp.arrays(np.float64, shape, elements=elements)`` for an ``elements`` of :func:`_one_of`, whose
-    values ``hnp.arrays`` cannot tell reusable: the fill is given as the elements themselves, which is
-    what ``hnp.arrays`` uses for a ``st.one_of`` of plain values."""
+    """``hnp.arrays(np.float64, shape, elements=elements)`` for ``elements`` drawn by a composite
+    (:func:`_one_of`, :func:`_unit_elements`), whose values ``hnp.arrays`` cannot tell reusable: the fill
+    is given as the elements themselves, which is what ``hnp.arrays`` uses for the ``st.one_of`` of plain
+    values the composite stands for (without it every element would be drawn, a different search)."""
     return hnp.arrays(np.float64, shape, elements=elements, fill=elements)
 
 
