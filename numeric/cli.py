@@ -387,5 +387,22 @@ def main(argv=None) -> int:
         return 130
 
 
+def run() -> None:
+    """The ``gradaudit`` program: :func:`main`, then exit with its status.  After Ctrl-C (130) the exit
+    handlers run (worker pools are shut down) and the process exits with 130 directly: CPython 3.11 can
+    leave its "unhandled KeyboardInterrupt" flag set when the interrupt landed inside an import, even
+    though :func:`main` handled it, and would then kill the process with SIGINT at shutdown (status −2)."""
+    code = main()
+    if code == 130:
+        import atexit
+        import os
+
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
