@@ -231,3 +231,16 @@ def test_jax_compile_cache_is_filled_and_gives_the_same_results(tmp_path):
     for (result,) in runs:
         assert result[0] == "ok" and [result[1][0].tobytes(), result[2][0].tobytes(), result[3][0].tobytes()] == expected
     assert any((tmp_path / "jax").iterdir())
+
+
+def test_compile_cache_starts_once_the_cache_directory_has_persisted(tmp_path, monkeypatch):
+    """No JAX compile cache in a fresh cache directory (its writes would be thrown away with it); one
+    once a frameworks report entry (or the compile cache itself) is there; none with the cache off."""
+    import derive.cache
+    monkeypatch.setenv("GRADAUDIT_CACHE", str(tmp_path))
+    assert fr._compile_cache() is None
+    (tmp_path / "frameworks").mkdir()
+    (tmp_path / "frameworks" / "0123.json").write_text("{}")
+    assert fr._compile_cache() == str(tmp_path / "jax")
+    monkeypatch.setattr(derive.cache, "available", lambda: False)
+    assert fr._compile_cache() is None
