@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator
 from derive.atomic import write_text
 
 __all__ = ["Executor", "InProcess", "LocalProcesses", "DaskScheduler", "get_executor", "run_chunks",
-           "SCHEDULER_ENV", "scheduler_scope"]
+           "SCHEDULER_ENV", "scheduler_scope", "sigint_deferred"]
 
 #: Environment variable naming a Dask scheduler address when ``--scheduler`` is not given.
 SCHEDULER_ENV = "GRADAUDIT_SCHEDULER"
@@ -69,6 +69,19 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@contextmanager
+def sigint_deferred():
+    """Ctrl-C is held back (blocked, then delivered on leaving) while child processes start: an interrupt
+    in the middle of starting one left a half-started child that printed its own traceback (a spawned
+    child reading its preparation data got EOF).  Children started here keep SIGINT blocked: the parent
+    alone answers Ctrl-C and shuts them down."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _indexed(item):
     fn, i, task = item
     return i, fn(task)
@@ -93,7 +106,8 @@ class LocalProcesses(Executor):
         import multiprocessing
 
         if self._pool is None:
-            self._pool = multiprocessing.Pool(self.jobs, initializer=_ignore_sigint)
+            with sigint_deferred():
+                self._pool = multiprocessing.Pool(self.jobs, initializer=_ignore_sigint)
         return self._pool.imap_unordered(_indexed, [(fn, i, task) for i, task in enumerate(tasks)])
 
     def _results(self, results):

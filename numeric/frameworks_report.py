@@ -603,7 +603,9 @@ class FrameworksRun:
         jcases = jax_cases()
         entries, tasks = _jax_tasks(jcases, dtypes, magnitudes, seed)
         self._jax = (jcases, entries)
-        self._pool = multiprocessing.get_context("spawn").Pool(1)
+        from .executors import sigint_deferred
+        with sigint_deferred():            # Ctrl-C while the child reads its start-up data: after, not during
+            self._pool = multiprocessing.get_context("spawn").Pool(1)
         self._pending = self._pool.apply_async(frameworks_jax.run_all, (tasks, compile_cache))
 
     def measure(self) -> None:
