@@ -148,6 +148,10 @@ def get_op(name, **params) -> Op:
     ``get_op("cross_entropy", reduction="mean")`` and ``get_op("cross_entropy[reduction=mean]")`` are the
     same op.  Unknown names, unknown conventions and bad values raise ``ValueError`` naming them.
     """
+    if not params and type(name) is str and _builtins["state"] == "loaded":
+        known = _INSTANCES.get(name)           # the common call, by a registered name: one dict lookup
+        if known is not None:
+            return known
     from .op import Op
 
     _ensure_builtins()
