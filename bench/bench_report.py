@@ -64,6 +64,7 @@ def cli_times() -> None:
 
 #: Phases of a report: (module attribute of numeric.report, label, counts its children's CPU too).
 PHASES = (("find_thresholds", "hand-written thresholds", False),
+          ("_keep", "file results (parent: cache writes)", False),
           ("write_frameworks_report", "frameworks report (torch here, JAX in a child)", True),
           ("_batchnorm_report", "render batchnorm.md", False),
           ("_logit_report", "render softmax / cross_entropy .md", False),
