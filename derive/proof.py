@@ -89,10 +89,19 @@ def _normal_form(expr: sp.Expr) -> tuple[sp.Expr, dict]:
         roots[gen] = (base, e.exp.q)
         return gen ** e.exp.p
 
-    expr = expr.replace(lambda e: isinstance(e, sp.exp), exp_rule)
-    expr = expr.replace(lambda e: isinstance(e, sp.log), log_rule)
-    expr = expr.replace(lambda e: isinstance(e, sp.log), log_rule)   # logs exposed by the first pass
-    expr = expr.replace(lambda e: e.is_Pow and e.exp.is_Rational and not e.exp.is_Integer, root_rule)
+    def is_root(e):
+        return e.is_Pow and e.exp.is_Rational and not e.exp.is_Integer
+
+    present = expr.atoms(sp.exp, sp.log, sp.Pow)      # one walk; a rewrite walks and rebuilds the tree
+    rewritten = False
+    if any(isinstance(a, sp.exp) for a in present):
+        expr, rewritten = expr.replace(lambda e: isinstance(e, sp.exp), exp_rule), True
+    if any(isinstance(a, sp.log) for a in present):   # exp_rule brings in no log
+        expr = expr.replace(lambda e: isinstance(e, sp.log), log_rule)
+        expr = expr.replace(lambda e: isinstance(e, sp.log), log_rule)   # logs exposed by the first pass
+        rewritten = True
+    if any(is_root(a) for a in (expr.atoms(sp.Pow) if rewritten else present)):
+        expr = expr.replace(is_root, root_rule)
     return expr, roots
 
 
@@ -103,16 +112,20 @@ def _prepare(expr: sp.Expr) -> sp.Expr:
     for every value of a constant holds for its value."""
     from sympy.codegen.cfunctions import log1p
 
-    expr = expr.replace(lambda e: isinstance(e, sp.tanh), lambda e: 1 - 2 / (sp.exp(2 * e.args[0]) + 1))
-    expr = expr.replace(lambda e: isinstance(e, log1p), lambda e: sp.log(1 + e.args[0]))
+    constants = (sp.Float, sp.NumberSymbol, sp.Rational)
+    present = expr.atoms(sp.tanh, log1p, *constants)   # one walk; a rewrite walks and rebuilds the tree
+    if any(isinstance(a, (sp.tanh, log1p)) for a in present):
+        expr = expr.replace(lambda e: isinstance(e, sp.tanh), lambda e: 1 - 2 / (sp.exp(2 * e.args[0]) + 1))
+        expr = expr.replace(lambda e: isinstance(e, log1p), lambda e: sp.log(1 + e.args[0]))
+        present = expr.atoms(*constants)
     swap = {}
-    for atom in expr.atoms(sp.Float):
-        exact = sp.Rational(float(atom))
-        swap[atom] = exact if exact.q <= 1 << 20 else sp.Symbol(f"c_{abs(hash(atom)) % 10**8}", positive=atom > 0)
-    for atom in expr.atoms(sp.NumberSymbol):
-        swap[atom] = sp.Symbol(f"c_{atom}", positive=True)
-    for atom in expr.atoms(sp.Rational):
-        if atom.q > 1 << 20:
+    for atom in present:
+        if isinstance(atom, sp.Float):
+            exact = sp.Rational(float(atom))
+            swap[atom] = exact if exact.q <= 1 << 20 else sp.Symbol(f"c_{abs(hash(atom)) % 10**8}", positive=atom > 0)
+        elif isinstance(atom, sp.NumberSymbol):
+            swap[atom] = sp.Symbol(f"c_{atom}", positive=True)
+        elif isinstance(atom, sp.Rational) and atom.q > 1 << 20:
             swap[atom] = sp.Symbol(f"c_{atom.p}_{atom.q}", positive=atom > 0)
     return expr.xreplace(swap) if swap else expr
 
