@@ -666,10 +666,12 @@ def _generic_report(family: str, config: ReportConfig) -> tuple[str, list[Thresh
                           for d in dtypes if any(t[2] == d for t in skipped)) + ".", ""]
     lines += ["## Thresholds", "",
               "Found on each dtype's own grid (adjacent floats: the last magnitude that works and the first that "
-              "does not). float16 and bfloat16: every representable m from 1 up is tried, so the pair is the first "
-              "failure even where failures come and go; float32 and float64: a 400-point log-spaced scan, then a "
-              "search of the bracket around its first failure (a failure between two scan points, before it, "
-              "would be missed where the output is not monotone in m). The probe is a one-row "
+              "does not). float16 and bfloat16: every representable m from 1 up to the failure is tried, so the "
+              "pair is the first failure even where failures come and go; float32 and float64: a 400-point "
+              "log-spaced scan, then a search of the bracket around its first failure (a failure between two scan "
+              "points, before it, would be missed where the output is not monotone in m). Ops with an output "
+              "summed over the rows (dγ, a loss) are scanned 400 points first in every dtype, so there an "
+              "isolated failure with none on that scan would be missed. The probe is a one-row "
               "input whose first array input is [[m, 0]] or [[−m, 0]] "
               "(logits) or m ∓ 1 (activations, ε = 0), the other inputs fixed "
               "(`numeric.thresholds.probe_inputs`); a threshold is kept only where the certified value is "

@@ -15,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 
+from derive.program import Reduce
+
 from .dtypes import DTYPES, finfo, resolve_dtype
 from .evaluate import as_tuple, evaluate
 
@@ -141,6 +143,60 @@ def _first_of_every_code(predicate, scan, lo: float, hi: float, dt, chunk: int =
             return None if previous is None else (previous, value)
         previous = value
     return None
+
+
+def _first_below(predicate, lo: float, found: tuple[float, float], dt, chunk=None,
+                 size: int = 256) -> tuple[float, float]:
+    """The first transition of ``predicate`` among every value of a 16-bit ``dt`` from ``lo`` up to
+    ``found[1]`` (a failure found by a grid scan): for ops whose probes cannot be stacked (an output sums
+    over the rows) the scan of every value stops at the failure found, so a failure reported is the first
+    one (an isolated failure between grid values with none on the grid at all would still be missed).
+
+    ``chunk(values)``, when given, is a group test: (per-value flags, whole-group flag) from one stacked
+    evaluation, where a value whose one-row evaluation fails is always flagged, or the group is (see
+    :func:`_chunk_flags`).  Only flagged values — every value of a flagged group — are then asked of the
+    one-row ``predicate``, in order."""
+    codes = range(_to_code(lo, dt), _to_code(found[1], dt) + 1)
+    previous = None
+    for start in range(0, len(codes), size):
+        values = [_from_code(c, dt) for c in codes[start:start + size]]
+        if chunk is not None:
+            flags, group = chunk(np.array(values))
+            ask = np.ones(len(values), dtype=bool) if group else flags
+        else:
+            ask = np.ones(len(values), dtype=bool)
+        for value, asked in zip(values, ask):
+            if asked and predicate(value):
+                return found if previous is None else (previous, value)
+            previous = value
+    return found
+
+
+def _reduced_over_rows(op, form: str) -> bool:
+    """Every output of formulation ``form`` without the op's independent axis is a sum, mean or max over
+    that axis: then a one-row probe's non-finite contribution stays non-finite in a stack of probes (inf
+    and nan survive the reduction), which :func:`_chunk_flags` relies on."""
+    steps = {s.name: s for s in op.formulations[form].steps}
+    axis = op.independent_axis
+    return all(o.name in steps and isinstance(steps[o.name], Reduce) and axis in steps[o.name].over
+               for o in op.outputs if axis not in o.axes)
+
+
+def _chunk_flags(op, form: str, sign: float, values, dt) -> tuple[np.ndarray, bool]:
+    """One evaluation of the probes of ``values`` stacked along the independent axis (slices along it never
+    interact, by the op's definition): per value, whether an output that keeps the axis is non-finite in
+    its slice, and whether an output reduced over the axis is non-finite (it may hide which slice; a sum
+    of finite slices can also overflow — the one-row predicate decides)."""
+    axis = op.independent_axis
+    flags, group = np.zeros(len(values), dtype=bool), False
+    for o, out in zip(op.outputs, as_tuple(evaluate(op.name, *stacked_probes(op, values, sign), dtype=dt,
+                                                    formulation=form))):
+        out = np.asarray(out, dtype=np.float64)
+        if axis in o.axes:
+            flags |= ~np.isfinite(np.moveaxis(out, o.axes.index(axis), 0).reshape(len(values), -1)).all(axis=1)
+        else:
+            group = group or not np.isfinite(out).all()
+    return flags, group
 
 
 @dataclass(frozen=True)
@@ -406,9 +462,16 @@ def op_thresholds(op, dtypes=tuple(DTYPES)) -> list[Threshold]:
 
                     def scan(values, form=form, sign=sign):
                         return _nonfinite_rows(op, form, sign, values, dt)
-                    found = first_failure(predicate, 1.0, hi, dt, scan=scan if _rows_apart(op) else None)
+                    stacked = _rows_apart(op)
+                    found = first_failure(predicate, 1.0, hi, dt, scan=scan if stacked else None)
                     if found is None or not _reference_finite(op.name, probe_inputs(op, found[1], sign), dt):
                         continue
+                    if not stacked and dt.itemsize <= 2:        # every value below the failure found
+                        chunk = (lambda values, form=form, sign=sign: _chunk_flags(op, form, sign, values, dt)) \
+                            if _reduced_over_rows(op, form) else None
+                        earliest = _first_below(predicate, 1.0, found, dt, chunk)
+                        if _reference_finite(op.name, probe_inputs(op, earliest[1], sign), dt):
+                            found = earliest
                     key = hints.get(form + "-") if sign < 0 else hints.get(form)    # "naive-": the −m side
                     analytic = ANALYTIC[key](info, p) if key in ANALYTIC else math.nan
                     probe = (f"{first.name} = m ∓ 1" if activations else

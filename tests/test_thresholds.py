@@ -102,3 +102,39 @@ def test_the_one_pass_variance_threshold_in_float16_is_the_first_failure():
     codes = np.arange(np.float16(1).view(np.uint16), np.float16(a).view(np.uint16) + 1, dtype=np.uint16)
     assert not any(breaks(float(m)) for m in codes.view(np.float16).astype(np.float64))
     assert breaks(b) and float(np.nextafter(np.float16(a), np.float16(np.inf))) == b
+
+
+@pytest.mark.parametrize("group_flag", [False, True])
+def test_first_below_finds_an_isolated_failure_before_the_one_a_grid_found(group_flag):
+    """Where probes cannot be stacked, every value up to the grid's failure is asked: flagged values (or a
+    whole flagged group, as when a sum over rows hides which probe failed) one row at a time."""
+    from numeric.thresholds import _first_below
+
+    dt = np.dtype(np.float16)
+    isolated, onset = 3.3203125, 100.0                       # float16 values
+    bad = lambda v: v == isolated or v >= onset              # noqa: E731
+    chunk = lambda values: ((np.zeros(len(values), bool), bool(np.isin(isolated, values)))  # noqa: E731
+                            if group_flag else (np.array([bad(v) for v in values]), False))
+    below = float(np.nextafter(np.float16(isolated), np.float16(0)))
+    assert _first_below(bad, 1.0, (99.9375, onset), dt, chunk) == (below, isolated)
+    assert _first_below(bad, 1.0, (99.9375, onset), dt) == (below, isolated)
+    assert _first_below(lambda v: v >= onset, 1.0, (99.9375, onset), dt, chunk) == (99.9375, onset)
+
+
+def test_layer_norm_backward_one_pass_threshold_matches_the_one_row_predicate():
+    """layer_norm_backward sums dγ over the rows (no stacked scan), yet its float16 one-pass threshold is a
+    real transition of the one-row predicate and no sampled value below it fails."""
+    from numeric.thresholds import op_thresholds, probe_inputs
+
+    (t,) = [t for t in op_thresholds("layer_norm_backward", ("float16",)) if "`one_pass`" in t.name]
+    a, b = t.found
+
+    def fails(m):
+        with np.errstate(all="ignore"):
+            out = numeric.evaluate("layer_norm_backward", *probe_inputs("layer_norm_backward", m), dtype="float16",
+                                   formulation="one_pass")
+        return not all(np.isfinite(np.asarray(o, dtype=np.float64)).all() for o in out)
+    assert fails(b) and not fails(a)
+    codes = np.arange(np.float16(1).view(np.uint16), np.float16(a).view(np.uint16), dtype=np.uint16)
+    sample = np.random.default_rng(0).choice(codes, 200, replace=False).view(np.float16).astype(np.float64)
+    assert not any(fails(float(m)) for m in sample)
