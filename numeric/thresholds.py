@@ -20,7 +20,8 @@ from derive.program import Reduce
 from .dtypes import DTYPES, finfo, resolve_dtype
 from .evaluate import as_tuple, evaluate
 
-__all__ = ["Threshold", "grid_bisect", "grid_search", "find_thresholds", "precision_bits", "op_thresholds", "probe_inputs", "stacked_probes"]
+__all__ = ["Threshold", "grid_bisect", "grid_search", "find_thresholds", "precision_bits", "op_thresholds",
+           "probe_inputs", "stacked_probes"]
 
 
 def precision_bits(dtype) -> int:
@@ -117,8 +118,8 @@ def first_failure(predicate, lo: float, hi: float, dtype, points: int = 400, *,
 def _first_of_every_code(predicate, scan, lo: float, hi: float, dt, chunk: int = 8192):
     """:func:`first_failure` for a 16-bit dtype: every representable value of [lo, hi] is scanned, so the
     transition returned is the first one — exact even where the predicate is not monotone.  The pair is
-    confirmed with the one-row ``predicate``; where the stacked scan disagrees, the scan of every code
-    continues with ``predicate`` alone from there."""
+    confirmed with the one-row ``predicate``; where the stacked scan disagrees, every code is scanned again
+    with ``predicate`` alone."""
     first, last = _to_code(lo, dt), _to_code(hi, dt)
     if _from_code(last, dt) > hi:
         last -= 1                                          # hi rounded up: stay within [lo, hi]
