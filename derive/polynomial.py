@@ -17,11 +17,14 @@ Soundness of each step (only "zero ⇒ identity" is needed):
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import sympy as sp
 
 __all__ = ["numerator_reduces_to_zero", "available"]
 
 
+@lru_cache(maxsize=None)
 def available() -> bool:
     """True when this python-flint has multivariate polynomials over Q with cached contexts (≥ 0.7)."""
     try:
