@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["softmax", "log_softmax", "upstream_for", "run", "run_all"]
+__all__ = ["softmax", "log_softmax", "upstream_for", "vjp_wrt", "run", "run_all"]
 
 
 def softmax(z):
@@ -37,6 +37,20 @@ def upstream_for(outputs, dt, seed: int) -> list:
     return [None if np.ndim(o) == 0 else rng.standard_normal(np.shape(o)).astype(dt) for o in outputs]
 
 
+def vjp_wrt(fn, args, wrt):
+    """``jax.vjp`` of ``fn(*args)`` as a function of the arguments at positions ``wrt`` only (the others
+    held at their values): (outputs, pullback).  Shared with :mod:`numeric.adapters.jax_arrays` (this
+    module imports nothing of ``numeric``, so the JAX child can use it too)."""
+    import jax
+
+    def of_wrt(*values):
+        full = list(args)
+        for k, v in zip(wrt, values):
+            full[k] = v
+        return fn(*full)
+    return jax.vjp(of_wrt, *(args[k] for k in wrt))
+
+
 def run(forward, diff, args, dt, seed: int) -> tuple[list, list, list]:
     """(outputs, gradients of the inputs ``diff``, upstream gradients) of one kernel, as numpy arrays of
     the dtypes JAX produced.  float64 inputs need ``jax_enable_x64`` (else JAX would round them)."""
@@ -45,13 +59,7 @@ def run(forward, diff, args, dt, seed: int) -> tuple[list, list, list]:
     if not jax.config.jax_enable_x64 and any(isinstance(a, np.ndarray) and a.dtype == np.float64 for a in args):
         raise TypeError("float64 inputs need jax.config.update('jax_enable_x64', True)")
     arrays = [jax.device_put(np.asarray(a)) if isinstance(a, np.ndarray) else a for a in args]
-
-    def of_diff(*values):
-        full = list(arrays)
-        for k, v in zip(diff, values):
-            full[k] = v
-        return forward(*full)
-    out, pullback = jax.vjp(of_diff, *(arrays[k] for k in diff))
+    out, pullback = vjp_wrt(forward, arrays, diff)
     several = isinstance(out, (tuple, list))
     outs = list(out) if several else [out]
     outs_np = [np.asarray(o).copy() for o in outs]

@@ -12,6 +12,8 @@ import importlib.util
 
 import numpy as np
 
+from ..frameworks_jax import vjp_wrt
+
 __all__ = ["available", "to_jax", "to_numpy", "is_jax_array", "is_jax_function", "array_function", "vjp_function"]
 
 
@@ -73,7 +75,6 @@ def array_function(fn):
 def vjp_function(fn, plan):
     """The backward pass of ``fn`` (forward op's signature; a ``jax.custom_vjp`` uses its ``bwd``) as a
     function with the backward op's signature, through ``jax.vjp`` over the differentiated inputs."""
-    jax = _jax()
     import jax.numpy as jnp
 
     def on_numpy(*bargs):
@@ -81,13 +82,7 @@ def vjp_function(fn, plan):
         dtype = next(a.dtype for a in arrays if not isinstance(a, (float, int)))
         primals = plan.primals(arrays, lambda k, shape: jnp.zeros(shape, dtype=dtype))
         wrt = plan.differentiated
-
-        def of_differentiated(*diff):
-            full = list(primals)
-            for k, v in zip(wrt, diff):
-                full[k] = v
-            return fn(*full)
-        outs, pullback = jax.vjp(of_differentiated, *(primals[k] for k in wrt))
+        outs, pullback = vjp_wrt(fn, primals, wrt)
         if plan.cotangents:
             cot = tuple(arrays[k] for k in plan.cotangents)
         else:
