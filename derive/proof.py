@@ -195,14 +195,12 @@ def cache_dir() -> Path:
 
 def _cache_inputs(op: Op) -> str:
     """The text a proof depends on: SymPy's version and every expression proved (printed once per op
-    object and process: printing every step of every formulation is most of a cache lookup)."""
-    held = _INPUTS.get(id(op))
-    if held is None or held[0] is not op:
-        held = _INPUTS[id(op)] = (op, _print_inputs(op))          # the op is kept: its id is not reused
-    return held[1]
-
-
-_INPUTS: dict = {}
+    object and process: printing every step of every formulation is most of a cache lookup; kept on the
+    op itself, so it goes with the op)."""
+    text = op.__dict__.get("_proof_inputs")
+    if text is None:
+        text = op.__dict__["_proof_inputs"] = _print_inputs(op)
+    return text
 
 
 def _print_inputs(op: Op) -> str:
