@@ -425,14 +425,10 @@ def _rows_apart(op) -> bool:
 
 def _nonfinite_rows(op, form: str, sign: float, values, dt) -> np.ndarray:
     """For each magnitude in ``values``: does ``form`` return inf/nan on :func:`probe_inputs` there?  One
-    evaluation with the probes stacked along the independent axis (see :func:`_rows_apart`)."""
-    axis = op.independent_axis
-    args = stacked_probes(op, values, sign)
-    bad = np.zeros(len(values), dtype=bool)
-    for o, out in zip(op.outputs, as_tuple(evaluate(op.name, *args, dtype=dt, formulation=form))):
-        rows = np.moveaxis(np.asarray(out, dtype=np.float64), o.axes.index(axis), 0).reshape(len(values), -1)
-        bad |= ~np.isfinite(rows).all(axis=1)
-    return bad
+    evaluation with the probes stacked along the independent axis (see :func:`_rows_apart`: every output
+    keeps that axis, so :func:`_chunk_flags` has no whole-group flag to add here)."""
+    flags, group = _chunk_flags(op, form, sign, values, dt)
+    return flags | group
 
 
 def op_thresholds(op, dtypes=tuple(DTYPES)) -> list[Threshold]:
