@@ -23,6 +23,8 @@ bound as defaults): what a many-times-repeated small call (a one-row certified r
 """
 from __future__ import annotations
 
+import ast
+import builtins
 import inspect
 import math
 import types
@@ -249,9 +251,24 @@ class Kernel:
         self.straight_line_source = source
         return code, namespace
 
-    def _straight_line(self, shapes: tuple, with_lines: bool):
+    def straight_line(self, shapes, outputs: list) -> tuple[list, list, dict]:
+        """The program :meth:`specialise` runs for ``shapes``, for a caller that writes it into a function of
+        its own (one frame for its work and the steps): (lines, parameter values, globals).  The lines read
+        the inputs from locals ``a0, a1, …`` and the parameter values as ``p0, p1, …`` (the caller's
+        defaults), and end by assigning the outputs to the local names ``outputs``; they use only names
+        ``a<i>``, ``p<k>``, ``v<i>``, ``s<k>``, ``t<i>_…``, ``dtype`` and the returned globals ``g…``, ``np``,
+        ``ndarray``, ``engine_constant``, ``backend``."""
+        shapes = tuple(tuple(int(n) for n in s) for s in shapes)
+        if len(shapes) != len(self.form.inputs) or len(outputs) != len(self.form.outputs):
+            raise ValueError(f"{self.form.name} takes {len(self.form.inputs)} inputs and gives "
+                             f"{len(self.form.outputs)} outputs; got {len(shapes)} shapes, {len(outputs)} names")
+        lines, params = self._straight_line(shapes, True, outputs)
+        return lines, params, dict(self._globals)
+
+    def _straight_line(self, shapes: tuple, with_lines: bool, assign: list | None = None):
         """(source lines, parameter values) of the straight-line program for ``shapes``; the lines depend
-        on the formulation only (so ``with_lines`` is needed once per kernel), the values on the shapes."""
+        on the formulation only (so ``with_lines`` is needed once per kernel), the values on the shapes.
+        The last line returns the outputs as a tuple, or assigns them to the names ``assign``."""
         form = self.form
         plan = getattr(self, "_plan", None) or self._build_plan()
         position, backend = self.position, self.backend
@@ -261,6 +278,8 @@ class Kernel:
         glob = self.__dict__.setdefault("_globals", {"np": np, "ndarray": np.ndarray,
                                                      "engine_constant": engine_constant, "backend": backend})
         slots: dict = {}
+        if with_lines:
+            self._inlined = set()        # elementwise steps written inline (decided with the lines)
 
         def var(name):
             return slots.setdefault(name, f"v{len(slots)}")
@@ -280,6 +299,16 @@ class Kernel:
 
         lengths: dict = {}
         every_axis = tuple(form.axis_order)
+        # What is known of each value before any call: ``dims`` the full-rank dimensions along which it may
+        # have a length other than 1 (numpy broadcasting takes the union), ``arrays`` the values that are
+        # always ndarrays of that full rank (≥ 1), for which no isinstance / asarray is needed.
+        dims: dict = {}
+        arrays: set = set()
+        ranked = len(every_axis) > 0
+
+        def on(labels):
+            return frozenset(position[a] for a in labels)
+
         for i, (inp, shape) in enumerate(zip(form.inputs, shapes)):
             lengths.update(zip(inp.axes, shape))
             full = param(full_shape(inp.axes, shape, position))
@@ -287,6 +316,9 @@ class Kernel:
                 emit(f"{var(inp.name)} = a{i} if isinstance(a{i}, ndarray) else np.reshape(a{i}, {full})")
             else:
                 emit(f"{var(inp.name)} = np.reshape(a{i}, {full})")
+            dims[inp.name] = on(inp.axes)
+            if ranked:
+                arrays.add(inp.name)
         sizes = [param(math.prod(lengths[a] for a in axes)) for axes in self._sizes]
         if self._needs_dtype:
             dtype_from = next((i for i in self._float_inputs if i < len(shapes) and len(shapes[i])), None)
@@ -312,41 +344,69 @@ class Kernel:
                 else:
                     const_args = [f"engine_constant({bind(f'{index}_{c}', value)}, backend)"
                                   for c, value in enumerate(consts)]
-                call = ", ".join([slots[n] for n in extra] + size_args + const_args)
+                call_args = [slots[n] for n in extra] + size_args + const_args
                 out = var(step.name)
-                emit(f"{out} = {fn}({call})")
+                inline = _inline(self.functions[step.name], f"t{index}_", call_args, lambda name, value:
+                                 bind(f"{index}n_{name}", value)) if with_lines else None
+                if inline is None:
+                    emit(f"{out} = {fn}({', '.join(call_args)})")
+                else:                                # the lambdified body itself: no call, same operations
+                    self._inlined.add(step.name)
+                    for line in inline[:-1]:
+                        emit(line)
+                    emit(f"{out} = {inline[-1]}")
+                dims[step.name] = frozenset().union(*(dims[n] for n in extra))
+                if step.name in self._inlined and any(n in arrays for n in extra):
+                    arrays.add(step.name)          # numpy operations on an ndarray of rank ≥ 1 give one
                 if numpy_backend:
                     check = bind(f"{index}_check", _dtype_changed(form.name, step.name))
                     emit(f"if np.result_type({out}) != dtype: {check}(dtype, {out})")
             elif kind == 1:
                 x = slots[step.arg]      # what ndarray.max / .sum call, without their Python wrappers
-                x = f"({x} if isinstance({x}, ndarray) else np.asarray({x}))"
+                if step.arg not in arrays:
+                    x = f"({x} if isinstance({x}, ndarray) else np.asarray({x}))"
                 call = "np.maximum.reduce" if step.op == "max" else "np.add.reduce"
                 line = f"{var(step.name)} = {call}({x}, axis={extra!r}, keepdims=True)"
                 if step.op == "mean":
                     line += f" / {param(math.prod(lengths[a] for a in step.over))}"
                 emit(line)
+                dims[step.name] = dims[step.arg] - set(extra)
+                if ranked:
+                    arrays.add(step.name)
             elif kind == 2:
                 x = slots[step.arg]
+                moved = set(dims[step.arg])
                 for i, j, old, new in extra:
                     x = f"np.swapaxes({x}, {i}, {j})"
                     lengths[new] = lengths[old]
+                    moved = {j if d == i else i if d == j else d for d in moved}
                 emit(f"{var(step.name)} = {x}")
+                dims[step.name] = frozenset(moved)
+                if ranked:
+                    arrays.add(step.name)
             elif kind == 3:
                 emit(f"{var(step.name)} = {param(_delta(self, step, dict(lengths)))}(dtype)")
+                dims[step.name] = on(step.axes)
+                if ranked:
+                    arrays.add(step.name)
             else:
                 emit(f"{var(step.name)} = {param(_one_hot(self, step, extra, dict(lengths)))}(a{extra}, dtype)")
+                dims[step.name] = on((*form.inputs[extra].axes, step.axis))
+                if ranked:
+                    arrays.add(step.name)
         outs = []
         for name, labels in self._outputs:
             shape = tuple(lengths[a] for a in labels)
             full, compact = param(full_shape(labels, shape, position)), param(shape)
             value = slots[name]
-            emit(f"{value} = {value} if isinstance({value}, ndarray) else np.asarray({value})")
-            emit(f"if {value}.shape != {full}: {value} = np.broadcast_to({value}, {full})")
+            if name not in arrays:
+                emit(f"{value} = {value} if isinstance({value}, ndarray) else np.asarray({value})")
+            if dims[name] != on(labels):         # constant along some of its axes: broadcast (a view)
+                emit(f"if {value}.shape != {full}: {value} = np.broadcast_to({value}, {full})")
             if tuple(labels) != every_axis:
                 emit(f"{value} = {value}.reshape({compact})")
             outs.append(value)
-        emit(f"return ({', '.join(outs)},)")
+        emit(f"return ({', '.join(outs)},)" if assign is None else f"{', '.join(assign)}, = {', '.join(outs)},")
         return lines, params
 
     def run(self, *arrays) -> tuple:
@@ -423,6 +483,64 @@ class Kernel:
 
 
 _SPECIALISED = 256       # specialised runners kept per kernel (one per distinct input shapes)
+
+
+def _inline(fn, prefix: str, call_args: list, bind) -> list | None:
+    """The body of the lambdified step function ``fn`` written for the straight-line code, or ``None`` when
+    ``fn`` is anything else (then it is called).  The lines are ``fn``'s own source (``sympy.lambdify``
+    keeps it) with its parameters replaced by ``call_args`` (names or expressions, evaluated once each, in
+    order, as a call would), its local names prefixed by ``prefix`` and the globals it reads bound by
+    ``bind(name, value)``; the last item is the returned expression.  So the operations and their order are
+    exactly those of the call.  Only a plain body is taken: assignments to new names, then one return."""
+    code = getattr(fn, "__code__", None)
+    if not isinstance(fn, types.FunctionType) or not code.co_filename.startswith("<lambdifygenerated-") \
+            or fn.__defaults__ or fn.__kwdefaults__ or fn.__closure__:
+        return None
+    try:
+        tree = ast.parse(inspect.getsource(fn))
+    except (OSError, SyntaxError, TypeError):
+        return None
+    fdef = tree.body[0] if len(tree.body) == 1 else None
+    if not isinstance(fdef, ast.FunctionDef) or fdef.decorator_list or fdef.args.vararg or fdef.args.kwarg \
+            or fdef.args.kwonlyargs or fdef.args.posonlyargs or len(fdef.args.args) != len(call_args):
+        return None
+    *assigns, last = fdef.body
+    if not isinstance(last, ast.Return) or last.value is None or not all(
+            isinstance(a, ast.Assign) and len(a.targets) == 1 and isinstance(a.targets[0], ast.Name)
+            for a in assigns):
+        return None
+    params = [a.arg for a in fdef.args.args]
+    local = {a.targets[0].id for a in assigns}
+    if local & set(params) or any(isinstance(node, _SCOPES) for node in ast.walk(fdef) if node is not fdef):
+        return None
+    lines, names = [], {}
+    for k, (name, arg) in enumerate(zip(params, call_args)):
+        if arg.isidentifier():
+            names[name] = arg
+        else:                                   # an expression (a constant at this precision): once, first
+            names[name] = f"{prefix}{k}"
+            lines.append(f"{prefix}{k} = {arg}")
+    names.update((name, prefix + name) for name in local)
+    for node in ast.walk(fdef):
+        if isinstance(node, ast.Name) and node.id not in names:
+            if node.id in fn.__globals__:
+                value = fn.__globals__[node.id]
+            elif hasattr(builtins, node.id):
+                value = getattr(builtins, node.id)
+            else:
+                return None
+            names[node.id] = bind(node.id, value)
+    for node in ast.walk(fdef):
+        if isinstance(node, ast.Name):
+            node.id = names[node.id]
+    lines += [ast.unparse(a) for a in assigns]
+    lines.append(ast.unparse(last.value))
+    return lines
+
+
+_SCOPES = (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ListComp, ast.SetComp,
+           ast.DictComp, ast.GeneratorExp, ast.NamedExpr, ast.Global, ast.Nonlocal, ast.Yield, ast.YieldFrom,
+           ast.Await)
 
 
 def _dtype_changed(form_name: str, step_name: str):

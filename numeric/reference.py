@@ -32,6 +32,8 @@ python-flint loop with the same certification rule (``bench/bench_reference.py``
 from __future__ import annotations
 
 import math
+import operator
+import types
 from contextlib import contextmanager
 
 import mpmath
@@ -41,7 +43,7 @@ from mpmath.libmp import from_man_exp
 from derive import get_op
 
 from .arguments import check_arguments
-from .engines.arb_arrays import array_kernel, certified_mpf
+from .engines.arb_arrays import NotCertified, array_kernel, certified_mpf, lazy_if_certified
 from .evaluate import kernel
 
 __all__ = ["reference", "reference_of", "reference_float64", "CERTIFIED_BITS", "ReferenceNotCertified"]
@@ -150,12 +152,21 @@ def reference(op: str, *args, engine: str | None = None, **params):
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     the_op = get_op(op, **params) if params else get_op(op)
-    key, arrays = _signature(the_op, engine, args)
+    # _signature(the_op, engine, args), written out: this is the hot path
+    if len(args) != len(the_op.inputs):
+        key = arrays = None
+    else:
+        try:
+            arrays = list(map(_asarray, args))
+        except (TypeError, ValueError):
+            key = arrays = None
+        else:
+            key = (id(the_op), engine, *map(_dtype_and_shape, arrays))
     plan = _PLANS.get(key)
     if plan is not None and plan.op is the_op:
-        outs = plan.evaluate(arrays)
+        outs = (plan.fast or plan._fast())(*arrays)
         if outs is not None:
-            return outs[0] if len(outs) == 1 else tuple(outs)
+            return outs
     # First call with these dtypes and shapes, or a value check failed: the full checks, which raise
     # the same errors as ever.
     outs = reference_of(the_op, check_arguments(the_op, args, np.dtype(np.float64)), engine)
@@ -180,10 +191,14 @@ def _signature(the_op, engine: str, args: tuple):
     if len(args) != len(the_op.inputs):
         return None, None
     try:
-        arrays = [np.asarray(a) for a in args]
+        arrays = list(map(_asarray, args))
     except (TypeError, ValueError):
         return None, None
-    return (id(the_op), engine, *[(a.dtype, a.shape) for a in arrays]), arrays
+    return (id(the_op), engine, *map(_dtype_and_shape, arrays)), arrays
+
+
+_asarray = np.asarray
+_dtype_and_shape = operator.attrgetter("dtype", "shape")
 
 
 class _Plan:
@@ -194,12 +209,15 @@ class _Plan:
     axis) are proved by the key.  Per call it still runs every check that depends on
     values — finite values, a scalar finite and ≥ 0, class ids within [0, classes) — and
     :meth:`evaluate` answers ``None`` if one fails, so that the full checks raise their usual error.
-    ``run``: the reference formulation's arb kernel specialised to these shapes, made on first use."""
+    ``kinds``: per argument (kind, classes axis length or ``None``, numpy dtype); ``run``: the reference
+    formulation's arb kernel specialised to these shapes; ``fast``: :meth:`evaluate` for the arb engine as
+    one generated function (:meth:`_fast`); both made on first use."""
 
-    __slots__ = ("op", "engine", "kinds", "shapes", "run")
+    __slots__ = ("op", "engine", "kinds", "shapes", "run", "fast", "_source")
 
     def __init__(self, op, engine: str, kinds: tuple, shapes: tuple):
-        self.op, self.engine, self.kinds, self.shapes, self.run = op, engine, kinds, shapes, None
+        self.op, self.engine, self.kinds, self.shapes = op, engine, kinds, shapes
+        self.run = self.fast = None
 
     def _runner(self):
         """The reference formulation's arb kernel specialised to these shapes (made on first use)."""
@@ -217,19 +235,89 @@ class _Plan:
             if inp.integer:
                 if dtype.kind not in "iu":          # whole floats taken as class ids: always the full path
                     return None
-                kinds.append(("ids", lengths.get(inp.classes)))
+                kinds.append(("ids", lengths.get(inp.classes), dtype))
             else:
-                kinds.append(("array", None) if inp.axes else ("scalar", None))
+                kinds.append(("array" if inp.axes else "scalar", None, dtype))
         return cls(the_op, engine, tuple(kinds), tuple(shape for _, shape in signature))
 
-    def evaluate(self, arrays: list) -> list | tuple | None:
-        """The outputs at the arguments (``np.asarray`` of each), or ``None`` if a value check fails.
+    def evaluate(self, arrays: list):
+        """What :func:`reference` returns at the arguments (``np.asarray`` of each: one object array of
+        ``mpf``, or a tuple of them), or ``None`` if a value check fails.
 
         The checks and conversions are those of ``check_arguments`` and :func:`reference_of`: float
         arguments as float64, class ids as int64, then every value finite."""
-        checked, balls = [], []
-        arb = self.engine == "arb"
-        for (kind, classes), arr in zip(self.kinds, arrays):
+        return (self.fast or self._fast())(*arrays)
+
+    def _fast(self):
+        """:meth:`evaluate` as one function made for this plan.  For the arb engine it is straight-line
+        Python in one frame: this plan's value checks and exact conversions to balls, the reference kernel's
+        steps (``Kernel.straight_line``: the same operations as ``run``) at ``START_BITS``, and the
+        :class:`LazyMpf` wrappers, made while checking that every ball is certified (the common case);
+        anything else goes to :func:`_by_balls`' general rule (zeros, higher precisions)."""
+        if self.engine != "arb":
+            self.fast = self._evaluate_other
+            return self.fast
+        run = self.run or self._runner()
+        form = self.op.reference
+        kernel = array_kernel(form)
+        outs = [f"o{j}" for j in range(len(form.outputs))]
+        steps, params, namespace = kernel.straight_line(self.shapes, outs)
+        lines, balls = [], []
+        for i, ((kind, classes, dtype), shape) in enumerate(zip(self.kinds, self.shapes)):
+            x, b = f"x{i}", f"a{i}"                 # a<i>: the kernel's inputs
+            if kind == "ids":
+                lines.append(f"{x} = r{i}" if dtype == np.int64 else f"{x} = r{i}.astype(int64, copy=False)")
+                if classes is not None and math.prod(shape):
+                    lines.append(f"if {x}.min() < 0 or {x}.max() >= {int(classes)}: return None")
+                lines.append(f"{b} = ARB_OF({x}.astype(float64))")
+            else:
+                lines.append(f"{x} = r{i}" if dtype == np.float64 else f"{x} = r{i}.astype(float64, copy=False)")
+                if kind == "scalar":
+                    lines.append(f"value = float({x})")
+                    lines.append("if not isfinite(value) or value < 0: return None")
+                elif math.prod(shape) <= 64:      # a sum of floats is finite only if each is (else: exact test)
+                    lines.append(f"values = {x}.ravel().tolist()")
+                    lines.append("if not isfinite(sum(values)) and not all(map(isfinite, values)): return None")
+                else:
+                    lines.append(f"if not np.isfinite({x}).all(): return None")
+                # float64 → Python float → exact ball, as ARB_OF(x) does, without the ufunc's buffered cast
+                lines.append(f"{b} = ARB_OF({x}.astype(object))")
+            if not shape:                           # a 0-d argument gives a bare ball
+                lines.append(f"{b} = asarray({b}, dtype=object)")
+            balls.append(b)
+        lines += ["saved = ctx.prec", f"ctx.prec = {START_BITS}", "try:"]
+        lines += [f"    {line}" for line in steps]
+        lines.append("finally: ctx.prec = saved")
+        lines.append("try:")                    # every ball certified at START_BITS: the common case
+        lines += [f"    {o} = lazy({o})" for o in outs]
+        lines.append(f"except NotCertified: return finish(({', '.join(outs)},), [{', '.join(balls)}])")
+        axes = form.axes()
+        for o, name in zip(outs, form.outputs):
+            if not axes[name]:                  # a 0-d output: the ufunc gives a bare element
+                lines.append(f"if not isinstance({o}, ndarray): {o} = asarray({o}, dtype=object)")
+        lines.append(f"return {outs[0]}" if len(outs) == 1 else f"return ({', '.join(outs)})")
+        args = [f"r{i}" for i in range(len(self.kinds))] + [f"p{k}=None" for k in range(len(params))]
+        source = f"def fast({', '.join(args)}):\n" + "".join(f"    {line}\n" for line in lines)
+        name = self.op.name
+
+        def finish(out, inputs):
+            values = certified_mpf(out, CERTIFIED_BITS, ZERO_BITS)
+            if values is None:
+                values = _by_balls(name, inputs, run, 2 * START_BITS)
+            return values[0] if len(values) == 1 else tuple(values)
+
+        namespace.update({"int64": np.int64, "float64": np.float64, "ARB_OF": _ARB_OF, "asarray": np.asarray,
+                          "isfinite": math.isfinite, "ctx": flint.ctx, "NotCertified": NotCertified,
+                          "lazy": lazy_if_certified(CERTIFIED_BITS), "finish": finish})
+        exec(compile(source, f"<reference plan {name}>", "exec"), namespace)
+        self._source = source
+        self.fast = types.FunctionType(namespace.pop("fast").__code__, namespace, "fast", tuple(params))
+        return self.fast
+
+    def _evaluate_other(self, *arrays):
+        """:meth:`evaluate` for the gmpy2 and mpmath engines."""
+        checked = []
+        for (kind, classes, dtype), arr in zip(self.kinds, arrays):
             if kind == "ids":
                 arr = arr.astype(np.int64, copy=False)
                 if classes is not None and arr.size and (arr.min() < 0 or arr.max() >= classes):
@@ -240,17 +328,11 @@ class _Plan:
                     value = float(arr)
                     if not math.isfinite(value) or value < 0:
                         return None
-                elif not (all(map(_isfinite, arr.ravel().tolist())) if arr.size <= 64
-                          else np.isfinite(arr).all()):
+                elif not np.isfinite(arr).all():
                     return None
-            if arb:                         # arb(float) is exact at any precision
-                b = _ARB_OF(arr if kind != "ids" else arr.astype(np.float64))
-                balls.append(b if isinstance(b, np.ndarray) else np.asarray(b, dtype=object))
-            else:
-                checked.append(arr)
-        if not arb:
-            return _evaluate(self.op, checked, self.engine)
-        return _by_balls(self.op.name, balls, self.run or self._runner())
+            checked.append(arr)
+        outs = _evaluate(self.op, checked, self.engine)
+        return outs[0] if len(outs) == 1 else tuple(outs)
 
 
 def reference_of(the_op, arrays, engine: str = DEFAULT_ENGINE) -> tuple:
@@ -275,14 +357,14 @@ def _evaluate(the_op, arrays, engine: str, run=None) -> tuple:
     return tuple(_by_agreement(engine, the_op.name, inputs))
 
 
-def _by_balls(op, inputs, run=None) -> list:
+def _by_balls(op, inputs, run=None, bits: int = START_BITS) -> list:
     """Balls at 128, 256, 512… bits until every element is certified or known to be a zero; each step
     of the reference formulation runs on whole arrays (``engines.arb_arrays``) and the results are
     ``mpmath.mpf`` elements converted from the balls' midpoints when first read.  ``run``: the
-    reference kernel (specialised to the inputs' shapes), by default compiled from the op's name."""
+    reference kernel (specialised to the inputs' shapes), by default compiled from the op's name; ``bits``:
+    the first precision tried (a caller that already tried the ones below it starts higher)."""
     if run is None:
         run = array_kernel(get_op(op).reference).run
-    bits = START_BITS
     ctx = flint.ctx
     while bits <= MAX_BITS:
         saved = ctx.prec                    # what flint.ctx.workprec(bits) does, without its object

@@ -24,7 +24,8 @@ from derive import Kernel
 from derive.codegen import _PRINTER_SETTINGS, _BallPrinter, _ipow
 from derive.program import Elementwise, Formulation
 
-__all__ = ["array_kernel", "certify", "certified_mpf", "lazy_mpf", "LazyMpf", "FUNCTIONS"]
+__all__ = ["array_kernel", "certify", "certified_mpf", "lazy_mpf", "lazy_if_certified", "LazyMpf",
+           "NotCertified", "FUNCTIONS"]
 
 arb = flint.arb
 
@@ -175,6 +176,32 @@ def _lazy(ball):
 
 _lazy_map = np.frompyfunc(_lazy, 1, 1)
 ZERO = mpmath.mpf(0)
+
+
+class NotCertified(ArithmeticError):
+    """Raised by a :func:`lazy_if_certified` map at the first ball short of its accuracy."""
+
+
+_CERTIFIED_MAPS: dict = {}
+
+
+def lazy_if_certified(bits: int):
+    """A ufunc: object array of balls → object array of :class:`LazyMpf` (a bare element for 0-d input),
+    raising :class:`NotCertified` at the first ball with fewer than ``bits`` + 1 bits of relative accuracy
+    (radius > 2^-bits |mid|: :func:`certify`'s first test, decided per element while wrapping, so the common
+    case — every ball certified — costs no separate pass).  One ufunc per ``bits``."""
+    fn = _CERTIFIED_MAPS.get(bits)
+    if fn is None:
+        limit = bits + 1
+
+        def lazy_certified(ball):
+            if _rel_accuracy_bits(ball) < limit:
+                raise NotCertified
+            element = _new(LazyMpf)
+            element._ball = ball
+            return element
+        fn = _CERTIFIED_MAPS[bits] = np.frompyfunc(lazy_certified, 1, 1)
+    return fn
 
 
 def lazy_mpf(balls: np.ndarray, states: np.ndarray) -> np.ndarray:
