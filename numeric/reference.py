@@ -152,24 +152,27 @@ def reference(op: str, *args, engine: str | None = None, **params):
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     the_op = get_op(op, **params) if params else get_op(op)
-    # _signature(the_op, engine, args), written out: this is the hot path
-    if len(args) != len(the_op.inputs):
-        key = arrays = None
-    else:
-        try:
-            arrays = list(map(_asarray, args))
-        except (TypeError, ValueError):
-            key = arrays = None
-        else:
-            key = (id(the_op), engine, *map(_dtype_and_shape, arrays))
-    plan = _PLANS.get(key)
-    if plan is not None and plan.op is the_op:
-        outs = (plan.fast or plan._fast())(*arrays)
-        if outs is not None:
+    plan = _LAST.get(id(the_op))        # this op's last plan: its function checks the arguments' signature
+    outs = _MISS
+    if plan is not None and plan.op is the_op and plan.engine == engine:
+        outs = (plan.fast or plan._fast())(args)
+        if outs is not _MISS and outs is not None:
             return outs
+    key, arrays = _signature(the_op, engine, args)
+    if outs is _MISS:                   # (None: a value check failed, which the full checks will report)
+        plan = _PLANS.get(key)
+        if plan is not None and plan.op is the_op:
+            outs = (plan.fast or plan._fast())(arrays)
+            if outs is not _MISS and outs is not None:
+                if _LAST.get(id(the_op)) is not plan:
+                    if len(_LAST) >= _MAX_PLANS:
+                        del _LAST[next(iter(_LAST))]
+                    _LAST[id(the_op)] = plan
+                return outs
     # First call with these dtypes and shapes, or a value check failed: the full checks, which raise
     # the same errors as ever.
     outs = reference_of(the_op, check_arguments(the_op, args, np.dtype(np.float64)), engine)
+    plan = _PLANS.get(key)
     if key is not None and (plan is None or plan.op is not the_op):
         plan = _Plan.build(the_op, engine, key[2:])
         if plan is not None:
@@ -182,6 +185,8 @@ def reference(op: str, *args, engine: str | None = None, **params):
 _MAX_PLANS = 256
 _isfinite = math.isfinite
 _PLANS: dict = {}        # (id(op), engine, (dtype, shape) of each argument…) -> _Plan (which keeps the op alive)
+_LAST: dict = {}         # id(op) -> the plan of its last call through _PLANS (which keeps the op alive)
+_MISS = object()         # what a plan's function answers for arguments of another signature
 
 
 def _signature(the_op, engine: str, args: tuple):
@@ -246,7 +251,8 @@ class _Plan:
 
         The checks and conversions are those of ``check_arguments`` and :func:`reference_of`: float
         arguments as float64, class ids as int64, then every value finite."""
-        return (self.fast or self._fast())(*arrays)
+        outs = (self.fast or self._fast())(arrays)
+        return None if outs is _MISS else outs
 
     def _fast(self):
         """:meth:`evaluate` as one function made for this plan.  For the arb engine it is straight-line
@@ -262,7 +268,17 @@ class _Plan:
         kernel = array_kernel(form)
         outs = [f"o{j}" for j in range(len(form.outputs))]
         steps, params, namespace = kernel.straight_line(self.shapes, outs)
-        lines, balls = [], []
+        n = len(self.kinds)
+        # The arguments' signature first (what the plan's key says): anything else is not this plan's.
+        lines = [f"if len(args) != {n}: return MISS", f"{', '.join(f'r{i}' for i in range(n))}, = args"]
+        signature = []
+        for i, ((kind, classes, dtype), shape) in enumerate(zip(self.kinds, self.shapes)):
+            test = f"type(r{i}) is not ndarray or r{i}.dtype != dtype_{i} or r{i}.shape != shape_{i}"
+            if kind == "scalar" and dtype == np.float64:    # a Python float is np.asarray'd to this
+                test = f"type(r{i}) is not float and ({test})"
+            lines.append(f"if {test}: return MISS")
+            signature += [f"dtype_{i}", f"shape_{i}"]
+        balls = []
         for i, ((kind, classes, dtype), shape) in enumerate(zip(self.kinds, self.shapes)):
             x, b = f"x{i}", f"a{i}"                 # a<i>: the kernel's inputs
             if kind == "ids":
@@ -275,13 +291,14 @@ class _Plan:
                 if kind == "scalar":
                     lines.append(f"value = float({x})")
                     lines.append("if not isfinite(value) or value < 0: return None")
+                    lines.append(f"{b} = ARB_OF(value)")
                 elif math.prod(shape) <= 64:      # a sum of floats is finite only if each is (else: exact test)
                     lines.append(f"values = {x}.ravel().tolist()")
                     lines.append("if not isfinite(sum(values)) and not all(map(isfinite, values)): return None")
                 else:
                     lines.append(f"if not np.isfinite({x}).all(): return None")
-                # float64 → Python float → exact ball, as ARB_OF(x) does, without the ufunc's buffered cast
-                lines.append(f"{b} = ARB_OF({x}.astype(object))")
+                if kind != "scalar":     # float64 → Python float → exact ball, as ARB_OF(x) does, minus a cast
+                    lines.append(f"{b} = ARB_OF({x}.astype(object))")
             if not shape:                           # a 0-d argument gives a bare ball
                 lines.append(f"{b} = asarray({b}, dtype=object)")
             balls.append(b)
@@ -296,7 +313,8 @@ class _Plan:
             if not axes[name]:                  # a 0-d output: the ufunc gives a bare element
                 lines.append(f"if not isinstance({o}, ndarray): {o} = asarray({o}, dtype=object)")
         lines.append(f"return {outs[0]}" if len(outs) == 1 else f"return ({', '.join(outs)})")
-        args = [f"r{i}" for i in range(len(self.kinds))] + [f"p{k}=None" for k in range(len(params))]
+        args = ["args"] + [f"{name}=None" for name in [f"p{k}" for k in range(len(params))] + signature]
+        params = [*params, *(v for (_, _, dtype), shape in zip(self.kinds, self.shapes) for v in (dtype, shape))]
         source = f"def fast({', '.join(args)}):\n" + "".join(f"    {line}\n" for line in lines)
         name = self.op.name
 
@@ -308,14 +326,22 @@ class _Plan:
 
         namespace.update({"int64": np.int64, "float64": np.float64, "ARB_OF": _ARB_OF, "asarray": np.asarray,
                           "isfinite": math.isfinite, "ctx": flint.ctx, "NotCertified": NotCertified,
-                          "lazy": lazy_if_certified(CERTIFIED_BITS), "finish": finish})
+                          "lazy": lazy_if_certified(CERTIFIED_BITS), "finish": finish, "MISS": _MISS})
         exec(compile(source, f"<reference plan {name}>", "exec"), namespace)
         self._source = source
         self.fast = types.FunctionType(namespace.pop("fast").__code__, namespace, "fast", tuple(params))
         return self.fast
 
-    def _evaluate_other(self, *arrays):
-        """:meth:`evaluate` for the gmpy2 and mpmath engines."""
+    def _evaluate_other(self, args):
+        """The plan's function for the gmpy2 and mpmath engines."""
+        if len(args) != len(self.kinds):
+            return _MISS
+        try:
+            arrays = list(map(_asarray, args))
+        except (TypeError, ValueError):
+            return _MISS
+        if list(map(_dtype_and_shape, arrays)) != [(dtype, shape) for (_, _, dtype), shape in zip(self.kinds, self.shapes)]:
+            return _MISS
         checked = []
         for (kind, classes, dtype), arr in zip(self.kinds, arrays):
             if kind == "ids":
