@@ -278,6 +278,7 @@ class Kernel:
         glob = self.__dict__.setdefault("_globals", {"np": np, "ndarray": np.ndarray,
                                                      "engine_constant": engine_constant, "backend": backend})
         slots: dict = {}
+        freed: set = set()
         if with_lines:
             self._inlined = set()        # elementwise steps written inline (decided with the lines)
 
@@ -333,6 +334,7 @@ class Kernel:
             size_args = sizes
         for index, (kind, step, frees, extra) in enumerate(plan):
             gone = [slots[n] for n in frees if n in slots]
+            freed.update(n for n in frees if n in slots)
             if gone:
                 emit("del " + ", ".join(gone))      # free large intermediates once nothing reads them
             if kind == 0:
@@ -352,9 +354,12 @@ class Kernel:
                     emit(f"{out} = {fn}({', '.join(call_args)})")
                 else:                                # the lambdified body itself: no call, same operations
                     self._inlined.add(step.name)
-                    for line in inline[:-1]:
+                    lines_, temporaries = inline
+                    for line in lines_[:-1]:
                         emit(line)
-                    emit(f"{out} = {inline[-1]}")
+                    emit(f"{out} = {lines_[-1]}")
+                    if temporaries:                  # freed where the call's frame would have ended
+                        emit("del " + ", ".join(temporaries))
                 dims[step.name] = frozenset().union(*(dims[n] for n in extra))
                 if step.name in self._inlined and any(n in arrays for n in extra):
                     arrays.add(step.name)          # numpy operations on an ndarray of rank ≥ 1 give one
@@ -406,7 +411,11 @@ class Kernel:
             if tuple(labels) != every_axis:
                 emit(f"{value} = {value}.reshape({compact})")
             outs.append(value)
-        emit(f"return ({', '.join(outs)},)" if assign is None else f"{', '.join(assign)}, = {', '.join(outs)},")
+        if assign is None:
+            emit(f"return ({', '.join(outs)},)")
+        else:                   # and free every value, as the end of run's frame does, before the caller goes on
+            emit(f"{', '.join(assign)}, = {', '.join(outs)},")
+            emit("del " + ", ".join(slot for name, slot in slots.items() if name not in freed))
         return lines, params
 
     def run(self, *arrays) -> tuple:
@@ -485,13 +494,14 @@ class Kernel:
 _SPECIALISED = 256       # specialised runners kept per kernel (one per distinct input shapes)
 
 
-def _inline(fn, prefix: str, call_args: list, bind) -> list | None:
+def _inline(fn, prefix: str, call_args: list, bind) -> tuple[list, list] | None:
     """The body of the lambdified step function ``fn`` written for the straight-line code, or ``None`` when
     ``fn`` is anything else (then it is called).  The lines are ``fn``'s own source (``sympy.lambdify``
     keeps it) with its parameters replaced by ``call_args`` (names or expressions, evaluated once each, in
     order, as a call would), its local names prefixed by ``prefix`` and the globals it reads bound by
-    ``bind(name, value)``; the last item is the returned expression.  So the operations and their order are
-    exactly those of the call.  Only a plain body is taken: assignments to new names, then one return."""
+    ``bind(name, value)``; the last line is the returned expression.  So the operations and their order are
+    exactly those of the call.  Only a plain body is taken: assignments to new names, then one return.
+    Returns (lines, the temporaries they assign, for the caller to free after the result)."""
     code = getattr(fn, "__code__", None)
     if not isinstance(fn, types.FunctionType) or not code.co_filename.startswith("<lambdifygenerated-") \
             or fn.__defaults__ or fn.__kwdefaults__ or fn.__closure__:
@@ -513,14 +523,17 @@ def _inline(fn, prefix: str, call_args: list, bind) -> list | None:
     local = {a.targets[0].id for a in assigns}
     if local & set(params) or any(isinstance(node, _SCOPES) for node in ast.walk(fdef) if node is not fdef):
         return None
-    lines, names = [], {}
+    lines, names, temporaries = [], {}, []
     for k, (name, arg) in enumerate(zip(params, call_args)):
         if arg.isidentifier():
             names[name] = arg
         else:                                   # an expression (a constant at this precision): once, first
             names[name] = f"{prefix}{k}"
             lines.append(f"{prefix}{k} = {arg}")
-    names.update((name, prefix + name) for name in local)
+            temporaries.append(names[name])
+    for name in dict.fromkeys(a.targets[0].id for a in assigns):
+        names[name] = prefix + name
+        temporaries.append(prefix + name)
     for node in ast.walk(fdef):
         if isinstance(node, ast.Name) and node.id not in names:
             if node.id in fn.__globals__:
@@ -535,7 +548,7 @@ def _inline(fn, prefix: str, call_args: list, bind) -> list | None:
             node.id = names[node.id]
     lines += [ast.unparse(a) for a in assigns]
     lines.append(ast.unparse(last.value))
-    return lines
+    return lines, temporaries
 
 
 _SCOPES = (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ListComp, ast.SetComp,

@@ -43,7 +43,8 @@ from mpmath.libmp import from_man_exp
 from derive import get_op
 
 from .arguments import check_arguments
-from .engines.arb_arrays import NotCertified, array_kernel, certified_mpf, lazy_if_certified
+from .engines.arb_arrays import (NotCertified, _lazy_map, _rel_accuracy_bits, array_kernel, certified_mpf,
+                                 lazy_if_certified)
 from .evaluate import kernel
 
 __all__ = ["reference", "reference_of", "reference_float64", "CERTIFIED_BITS", "ReferenceNotCertified"]
@@ -187,6 +188,7 @@ _isfinite = math.isfinite
 _PLANS: dict = {}        # (id(op), engine, (dtype, shape) of each argument…) -> _Plan (which keeps the op alive)
 _LAST: dict = {}         # id(op) -> the plan of its last call through _PLANS (which keeps the op alive)
 _MISS = object()         # what a plan's function answers for arguments of another signature
+_SMALL = 64              # elements: up to this many, per-element Python beats a numpy call's set-up
 
 
 def _signature(the_op, engine: str, args: tuple):
@@ -292,23 +294,33 @@ class _Plan:
                     lines.append(f"value = float({x})")
                     lines.append("if not isfinite(value) or value < 0: return None")
                     lines.append(f"{b} = ARB_OF(value)")
-                elif math.prod(shape) <= 64:      # a sum of floats is finite only if each is (else: exact test)
-                    lines.append(f"values = {x}.ravel().tolist()")
-                    lines.append("if not isfinite(sum(values)) and not all(map(isfinite, values)): return None")
+                elif math.prod(shape) <= _SMALL:
+                    # As Python floats (what ARB_OF makes of float64 values anyway, here without its buffered
+                    # cast); their sum is finite only if each value is, else the exact test decides.
+                    lines.append(f"{x} = {x}.astype(object)")
+                    lines.append(f"if not isfinite(sum({x}.flat)) and not all(map(isfinite, {x}.flat)): return None")
+                    lines.append(f"{b} = ARB_OF({x})")
                 else:
                     lines.append(f"if not np.isfinite({x}).all(): return None")
-                if kind != "scalar":     # float64 → Python float → exact ball, as ARB_OF(x) does, minus a cast
-                    lines.append(f"{b} = ARB_OF({x}.astype(object))")
+                    lines.append(f"{b} = ARB_OF({x})")
             if not shape:                           # a 0-d argument gives a bare ball
                 lines.append(f"{b} = asarray({b}, dtype=object)")
             balls.append(b)
         lines += ["saved = ctx.prec", f"ctx.prec = {START_BITS}", "try:"]
         lines += [f"    {line}" for line in steps]
         lines.append("finally: ctx.prec = saved")
-        lines.append("try:")                    # every ball certified at START_BITS: the common case
-        lines += [f"    {o} = lazy({o})" for o in outs]
-        lines.append(f"except NotCertified: return finish(({', '.join(outs)},), [{', '.join(balls)}])")
         axes = form.axes()
+        lengths = {a: n for inp, shape in zip(self.op.inputs, self.shapes) for a, n in zip(inp.axes, shape)}
+        size = lambda name: math.prod(lengths.get(a, _SMALL + 1) for a in axes[name])     # (an axis of a relabel)
+        again = f"return finish(({', '.join(outs)},), [{', '.join(balls)}])"
+        if all(size(name) <= _SMALL for name in form.outputs):
+            lines.append("try:")                # every ball certified at START_BITS: the common case
+            lines += [f"    {o} = lazy({o})" for o in outs]
+            lines.append(f"except NotCertified: {again}")
+        else:                                   # (large outputs: a C loop first is quicker)
+            certified = " and ".join(f"min(map(accuracy, {o}.flat)) >= {CERTIFIED_BITS + 1}" for o in outs)
+            lines.append(f"if not ({certified}): {again}")
+            lines += [f"{o} = lazy_map({o})" for o in outs]
         for o, name in zip(outs, form.outputs):
             if not axes[name]:                  # a 0-d output: the ufunc gives a bare element
                 lines.append(f"if not isinstance({o}, ndarray): {o} = asarray({o}, dtype=object)")
@@ -326,7 +338,8 @@ class _Plan:
 
         namespace.update({"int64": np.int64, "float64": np.float64, "ARB_OF": _ARB_OF, "asarray": np.asarray,
                           "isfinite": math.isfinite, "ctx": flint.ctx, "NotCertified": NotCertified,
-                          "lazy": lazy_if_certified(CERTIFIED_BITS), "finish": finish, "MISS": _MISS})
+                          "lazy": lazy_if_certified(CERTIFIED_BITS), "finish": finish, "MISS": _MISS,
+                          "accuracy": _rel_accuracy_bits, "lazy_map": _lazy_map})
         exec(compile(source, f"<reference plan {name}>", "exec"), namespace)
         self._source = source
         self.fast = types.FunctionType(namespace.pop("fast").__code__, namespace, "fast", tuple(params))

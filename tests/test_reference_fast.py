@@ -181,8 +181,8 @@ def test_inline_writes_a_lambdified_body_that_computes_what_the_call_does():
     def bind(name, value):
         bound[f"G_{name}"] = value
         return f"G_{name}"
-    lines = _inline(fn, "t_", ["u", "w * 2"], bind)
-    assert lines is not None and len(lines) > 2          # the cse temporaries and the argument expression
+    lines, temporaries = _inline(fn, "t_", ["u", "w * 2"], bind)
+    assert len(lines) > 2 and len(temporaries) == len(lines) - 1     # cse temporaries, the argument expression
     u, w = np.array([0.25, -1.5]), np.array([0.75, 3.0])
     namespace = dict(bound, u=u, w=w)
     exec("\n".join(lines[:-1]) + f"\nresult = {lines[-1]}", namespace)
