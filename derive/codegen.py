@@ -241,8 +241,10 @@ class Kernel:
     def _compile(self, lines: list, n_params: int):
         """Straight-line Python of the whole formulation: one line per step, values in local variables
         ``v<i>`` (deleted after their last use), shape-dependent numbers in parameters ``p<i>`` (filled in
-        per shape as defaults), the lambdified step functions and constants in globals ``g<i>``.  The text
-        holds only these names and integer literals — no name from the formulation."""
+        per shape as defaults), the lambdified step functions and constants in globals ``g<i>``; a step
+        whose function is plain lambdified code is written inline (:func:`_inline`: its own lines, no call),
+        and the isinstance / broadcast checks that the layouts make certain are left out.  The text holds
+        only these names and integer literals — no name from the formulation."""
         args = [f"a{i}" for i in range(len(self.form.inputs))] + [f"p{k}=None" for k in range(n_params)]
         source = f"def run({', '.join(args)}):\n" + "".join(f"    {line}\n" for line in lines)
         namespace = dict(self._globals)
