@@ -316,18 +316,19 @@ class _Plan:
         lengths = {a: n for inp, shape in zip(self.op.inputs, self.shapes) for a, n in zip(inp.axes, shape)}
         size = lambda name: math.prod(lengths.get(a, _SMALL + 1) for a in axes[name])     # (an axis of a relabel)
         again = f"return finish(({', '.join(outs)},), [{', '.join(balls)}])"
+        wrapped = [f"w{j}" for j in range(len(outs))]     # (the balls o<j> stay for `finish`)
         if all(size(name) <= _SMALL for name in form.outputs):
             lines.append("try:")                # every ball certified at START_BITS: the common case
-            lines += [f"    {o} = lazy({o})" for o in outs]
+            lines += [f"    {w} = lazy({o})" for w, o in zip(wrapped, outs)]
             lines.append(f"except NotCertified: {again}")
         else:                                   # (large outputs: a C loop first is quicker)
             certified = " and ".join(f"min(map(accuracy, {o}.flat)) >= {CERTIFIED_BITS + 1}" for o in outs)
             lines.append(f"if not ({certified}): {again}")
-            lines += [f"{o} = lazy_map({o})" for o in outs]
-        for o, name in zip(outs, form.outputs):
+            lines += [f"{w} = lazy_map({o})" for w, o in zip(wrapped, outs)]
+        for w, name in zip(wrapped, form.outputs):
             if not axes[name]:                  # a 0-d output: the ufunc gives a bare element
-                lines.append(f"if not isinstance({o}, ndarray): {o} = asarray({o}, dtype=object)")
-        lines.append(f"return {outs[0]}" if len(outs) == 1 else f"return ({', '.join(outs)})")
+                lines.append(f"if not isinstance({w}, ndarray): {w} = asarray({w}, dtype=object)")
+        lines.append(f"return {wrapped[0]}" if len(outs) == 1 else f"return ({', '.join(wrapped)})")
         args = ["args"] + [f"{name}=None" for name in [f"p{k}" for k in range(len(params))] + signature]
         params = [*params, *(v for (_, _, dtype), shape in zip(self.kinds, self.shapes) for v in (dtype, shape))]
         source = f"def fast({', '.join(args)}):\n" + "".join(f"    {line}\n" for line in lines)
