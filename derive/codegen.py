@@ -264,8 +264,15 @@ class Kernel:
         if len(shapes) != len(self.form.inputs) or len(outputs) != len(self.form.outputs):
             raise ValueError(f"{self.form.name} takes {len(self.form.inputs)} inputs and gives "
                              f"{len(self.form.outputs)} outputs; got {len(shapes)} shapes, {len(outputs)} names")
-        lines, params = self._straight_line(shapes, True, outputs)
-        return lines, params, dict(self._globals)
+        cache = self.__dict__.setdefault("_straight_lines", {})     # the lines depend on the input ranks only
+        key = (tuple(len(s) for s in shapes), tuple(outputs))
+        lines = cache.get(key)
+        if lines is None:
+            lines, params = self._straight_line(shapes, True, outputs)
+            cache[key] = lines
+        else:
+            _, params = self._straight_line(shapes, False, outputs)
+        return list(lines), params, dict(self._globals)
 
     def _straight_line(self, shapes: tuple, with_lines: bool, assign: list | None = None):
         """(source lines, parameter values) of the straight-line program for ``shapes``; the lines depend

@@ -187,11 +187,11 @@ def reference(op: str, *args, engine: str | None = None, **params):
 
 
 _MAX_PLANS = 256
-_isfinite = math.isfinite
 _PLANS: dict = {}        # (id(op), engine, (dtype, shape) of each argument…) -> _Plan (which keeps the op alive)
 _LAST: dict = {}         # id(op) -> the plan of its last call through _PLANS (which keeps the op alive)
 _MISS = object()         # what a plan's function answers for arguments of another signature
 _SMALL = 64              # elements: up to this many, per-element Python beats a numpy call's set-up
+_CODES: dict = {}        # (kernel, source) -> (code, globals) of plan functions (kept: shared by plans)
 
 
 def _signature(the_op, engine: str, args: tuple):
@@ -329,9 +329,11 @@ class _Plan:
             if not axes[name]:                  # a 0-d output: the ufunc gives a bare element
                 lines.append(f"if not isinstance({w}, ndarray): {w} = asarray({w}, dtype=object)")
         lines.append(f"return {wrapped[0]}" if len(outs) == 1 else f"return ({', '.join(wrapped)})")
+        # This plan's numbers (the kernel's parameters, the signature, `finish`) are the defaults, so plans
+        # with the same text (other shapes of the same ranks) share one compiled code object.
         args = ["args"] + [f"{name}=None" for name in [f"p{k}" for k in range(len(params))] + signature]
         params = [*params, *(v for (_, _, dtype), shape in zip(self.kinds, self.shapes) for v in (dtype, shape))]
-        source = f"def fast({', '.join(args)}):\n" + "".join(f"    {line}\n" for line in lines)
+        source = f"def fast({', '.join(args)}, finish=None):\n" + "".join(f"    {line}\n" for line in lines)
         name = self.op.name
 
         def finish(out, inputs):
@@ -340,13 +342,19 @@ class _Plan:
                 values = _by_balls(name, inputs, run, 2 * START_BITS)
             return values[0] if len(values) == 1 else tuple(values)
 
-        namespace.update({"int64": np.int64, "float64": np.float64, "ARB_OF": _ARB_OF, "asarray": np.asarray,
-                          "isfinite": math.isfinite, "ctx": flint.ctx, "NotCertified": NotCertified,
-                          "lazy": lazy_if_certified(CERTIFIED_BITS), "finish": finish, "MISS": _MISS,
-                          "accuracy": _rel_accuracy_bits, "lazy_map": _lazy_map})
-        exec(compile(source, f"<reference plan {name}>", "exec"), namespace)
+        compiled = _CODES.get((kernel, source))
+        if compiled is None:
+            namespace.update({"int64": np.int64, "float64": np.float64, "ARB_OF": _ARB_OF, "asarray": np.asarray,
+                              "isfinite": math.isfinite, "ctx": flint.ctx, "NotCertified": NotCertified,
+                              "lazy": lazy_if_certified(CERTIFIED_BITS), "MISS": _MISS,
+                              "accuracy": _rel_accuracy_bits, "lazy_map": _lazy_map})
+            exec(compile(source, f"<reference plan {name}>", "exec"), namespace)
+            compiled = namespace.pop("fast").__code__, namespace
+            if len(_CODES) >= _MAX_PLANS:
+                del _CODES[next(iter(_CODES))]
+            _CODES[(kernel, source)] = compiled
         self._source = source
-        self.fast = types.FunctionType(namespace.pop("fast").__code__, namespace, "fast", tuple(params))
+        self.fast = types.FunctionType(*compiled, "fast", (*params, finish))
         return self.fast
 
     def _evaluate_other(self, args):
@@ -357,7 +365,7 @@ class _Plan:
             arrays = list(map(_asarray, args))
         except (TypeError, ValueError):
             return _MISS
-        if list(map(_dtype_and_shape, arrays)) != [(dtype, shape) for (_, _, dtype), shape in zip(self.kinds, self.shapes)]:
+        if list(map(_dtype_and_shape, arrays)) != [(kind[2], shape) for kind, shape in zip(self.kinds, self.shapes)]:
             return _MISS
         checked = []
         for (kind, classes, dtype), arr in zip(self.kinds, arrays):
