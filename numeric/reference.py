@@ -275,7 +275,7 @@ class _Plan:
         steps, params, namespace = kernel.straight_line(self.shapes, outs)
         n = len(self.kinds)
         # The arguments' signature first (what the plan's key says): anything else is not this plan's.
-        lines = [f"if len(args) != {n}: return MISS", f"{', '.join(f'r{i}' for i in range(n))}, = args"]
+        lines = [f"try: {', '.join(f'r{i}' for i in range(n))}, = args", "except ValueError: return MISS"]
         signature = []
         for i, ((kind, classes, dtype), shape) in enumerate(zip(self.kinds, self.shapes)):
             test = f"type(r{i}) is not ndarray or r{i}.dtype != dtype_{i} or r{i}.shape != shape_{i}"
