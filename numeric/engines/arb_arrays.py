@@ -8,7 +8,8 @@ a function outside :data:`FUNCTIONS` keep the kernel's per-element function.
 
 :func:`certify` decides every ball in one vectorised pass (radius ≤ 2^-83 |mid| by arb's relative accuracy,
 or the whole ball within ±2^-1080 of 0), and :func:`lazy_mpf` wraps the balls as ``mpmath.mpf`` elements
-whose digits (the ball's exact midpoint) are extracted only when first read.
+whose digits (the ball's exact midpoint) are extracted only when first read; :func:`lazy_if_certified` does
+both in one pass for the common case (every ball certified), stopping at the first ball that is not.
 """
 from __future__ import annotations
 
