@@ -381,6 +381,15 @@ class Kernel:
                     x = f"({x} if isinstance({x}, ndarray) else np.asarray({x}))"
                 call = "np.maximum.reduce" if step.op == "max" else "np.add.reduce"
                 line = f"{var(step.name)} = {call}({x}, axis={extra!r}, keepdims=True)"
+                if step.op != "max" and not numpy_backend:
+                    # numpy adds the elements of an object array in index order, one by one: a sum with a
+                    # single element out (one row) is that same Python loop, without the ufunc's set-up
+                    longer = [p for p in dims[step.arg] if lengths.get(form.axis_order[p], 2) != 1]
+                    one = not set(longer) - set(extra) and len(longer) <= 1
+                    flag = param((1,) * len(every_axis) if one else None)     # the keepdims shape, or None
+                    line = (f"{var(step.name)} = (_sum_in_order({x}, {flag}) if {flag} is not None else "
+                            f"{call}({x}, axis={extra!r}, keepdims=True))")
+                    glob.setdefault("_sum_in_order", _sum_in_order)
                 if step.op == "mean":
                     line += f" / {param(math.prod(lengths[a] for a in step.over))}"
                 emit(line)
@@ -501,6 +510,16 @@ class Kernel:
 
 
 _SPECIALISED = 256       # specialised runners kept per kernel (one per distinct input shapes)
+
+
+def _sum_in_order(x: np.ndarray, shape: tuple) -> np.ndarray:
+    """``np.add.reduce(x, axes, keepdims=True)`` of an object array ``x`` whose elements all go to one
+    output element (at most one dimension longer than 1), as numpy computes it — ``x[0] + x[1] + …`` in
+    index order — as an object array of ``shape`` (all 1s)."""
+    it = iter(x.flat)
+    out = np.empty(shape, dtype=object)
+    out.flat[0] = sum(it, next(it))
+    return out
 
 
 def _inline(fn, prefix: str, call_args: list, bind) -> tuple[list, list] | None:

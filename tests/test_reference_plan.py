@@ -146,7 +146,7 @@ def test_specialised_kernels_equal_run_bit_for_bit(name, backend):
     op = get_op(name)
     rng = np.random.default_rng(3)
     for form in op.formulations.values():
-        for b, k in ((1, 1), (3, 4)):
+        for b, k in ((1, 1), (3, 4), (1, 4)):
             args = _args(op, rng, b, k)
             kernel = Kernel(form, "numpy") if backend == "numpy" else array_kernel(form)
             if backend == "arb":
