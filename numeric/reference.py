@@ -29,8 +29,8 @@ as one generated function: it checks that the arguments have the plan's types, d
 every value (finite, scalars ≥ 0, class ids in range), converts to balls, runs the kernel's steps at 128
 bits and wraps the certified balls, in one frame.  Any failed value check goes back through the full
 checks, so bad input raises the same errors.  A one-row softmax (1 × 10) costs about 1.4× a plain
-python-flint loop with the same certification rule (12.0 µs against 8.6 µs per call, steady state,
-``bench/bench_reference.py``); batches of 100–1000 rows about 1.0×.
+python-flint loop with the same certification rule (1.38–1.47× over runs: 12.0–12.2 µs against 8.2–8.6 µs
+per call, steady state, ``bench/bench_reference.py``); batches of 100–1000 rows about 1.0×.
 """
 from __future__ import annotations
 
