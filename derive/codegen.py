@@ -259,7 +259,7 @@ class Kernel:
         the inputs from locals ``a0, a1, …`` and the parameter values as ``p0, p1, …`` (the caller's
         defaults), and end by assigning the outputs to the local names ``outputs``; they use only names
         ``a<i>``, ``p<k>``, ``v<i>``, ``s<k>``, ``t<i>_…``, ``dtype`` and the returned globals ``g…``, ``np``,
-        ``ndarray``, ``engine_constant``, ``backend``."""
+        ``ndarray``, ``engine_constant``, ``backend``, ``_sum_in_order``."""
         shapes = tuple(tuple(int(n) for n in s) for s in shapes)
         if len(shapes) != len(self.form.inputs) or len(outputs) != len(self.form.outputs):
             raise ValueError(f"{self.form.name} takes {len(self.form.inputs)} inputs and gives "
