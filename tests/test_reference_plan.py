@@ -36,7 +36,8 @@ def _args(op, rng, b=3, k=4):
 
 
 def _mpf(values) -> list:
-    return [mpmath.mpf(v)._mpf_ for v in np.ravel(np.asarray(values, dtype=object))]
+    """Every element's exact (sign, mantissa, exponent, bits) — mpmath.mpf(v) would round to 53 bits."""
+    return [v._mpf_ for v in np.ravel(np.asarray(values, dtype=object))]
 
 
 def _as_tuple(r):
