@@ -62,8 +62,13 @@ class _BallPrinter(MpmathPrinter):
 
 
 def _ipow(x, n: int):
-    """x**n by multiplication; even powers of a ball around 0 stay ≥ 0 (|x| is used)."""
+    """x**n by multiplication; even powers of a ball around 0 stay ≥ 0 (|x| is used).  A Python int base
+    (an axis length N, passed as a size) with n < 0 is made a ball first: 1/N as a Python float would be
+    rounded, then taken as exact by the ball arithmetic."""
     if n < 0:
+        if isinstance(x, int):
+            import flint
+            x = flint.arb(x)
         return 1 / _ipow(x, -n)
     base = abs(x) if n % 2 == 0 else x
     result = 1

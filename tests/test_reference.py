@@ -111,3 +111,30 @@ def test_bad_reference_input_names_the_argument(args, exc, words):
     with pytest.raises(exc) as info:
         reference("softmax", *args)
     assert all(w in str(info.value) for w in words)
+
+
+def test_every_formulation_s_ball_kernel_contains_the_exact_value():
+    """Ball arithmetic is only rigorous if every number entering it is exact or a ball: an axis length in a
+    denominator (the staged batch-norm backward's 1/N) once entered as the Python float 1/N, rounded, and
+    the balls then missed the exact value by ~1e-17 relative.  Each formulation's 128-bit balls must overlap
+    the reference formulation's 512-bit balls (both hold the exact value when the arithmetic is rigorous)."""
+    import flint
+
+    from derive import get_op
+    from numeric.engines.arb_arrays import array_kernel
+
+    rng = np.random.default_rng(0)
+    balls = np.frompyfunc(flint.arb, 1, 1)
+    for name, args in [("batchnorm_backward", (rng.standard_normal((5, 2)), rng.standard_normal(2),
+                                               rng.standard_normal((5, 2)), 1e-5)),
+                       ("layer_norm_backward", (rng.standard_normal((3, 5)), rng.standard_normal(5),
+                                                rng.standard_normal((3, 5)), 1e-5))]:
+        op = get_op(name)
+        inputs = [np.asarray(balls(np.asarray(a, dtype=np.float64)), dtype=object) for a in args]
+        with flint.ctx.workprec(512):
+            truth = array_kernel(op.reference).run(*inputs)
+        for form_name, form in op.formulations.items():
+            with flint.ctx.workprec(128):
+                got = array_kernel(form).run(*inputs)
+            for g, t in zip(got, truth):
+                assert all(a.overlaps(b) for a, b in zip(np.asarray(g).flat, np.asarray(t).flat)), (name, form_name)
