@@ -82,7 +82,7 @@ def grid_search(scan: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, 
 
 
 def first_failure(predicate, lo: float, hi: float, dtype, points: int = 400, *,
-                  scan=None) -> tuple[float, float] | None:
+                  scan=None, chunk=None) -> tuple[float, float] | None:
     """Earliest transition of ``predicate`` on ``[lo, hi]``: a log-spaced scan, then :func:`grid_bisect`.
 
     ``scan(values)``, when given, answers the predicate for many values at once (a bool array).  For a
@@ -90,7 +90,8 @@ def first_failure(predicate, lo: float, hi: float, dtype, points: int = 400, *,
     one even where the predicate is not monotone; otherwise the grid is scanned, and the bracket around
     its first true value is searched with :func:`grid_search` (an isolated earlier failure between two
     grid values can be missed).  The pair found is confirmed with ``predicate``; where the two disagree
-    the grid is scanned with ``predicate`` after all."""
+    the grid is scanned with ``predicate`` after all.  Without ``scan``, a group test ``chunk`` (see
+    :func:`_first_true`) spares asking ``predicate`` at grid values it clears."""
     dt = resolve_dtype(dtype)
     if scan is not None and dt.itemsize <= 2:
         return _first_of_every_code(predicate, scan, lo, hi, dt)
@@ -107,11 +108,48 @@ def first_failure(predicate, lo: float, hi: float, dtype, points: int = 400, *,
             if predicate(b) and not predicate(a):          # the stacked and the one-row evaluations agree
                 return a, b
             return grid_bisect(predicate, float(grid[i - 1]), float(grid[i]), dt)
-    previous = None
-    for value in grid:
-        if predicate(float(value)):
-            return None if previous is None else grid_bisect(predicate, previous, float(value), dt)
-        previous = float(value)
+    values = [float(v) for v in grid]
+    i = _first_true(predicate, values, chunk if scan is None else None)
+    if i is None or i == 0:
+        return None
+    return grid_bisect(predicate, values[i - 1], values[i], dt)
+
+
+def _first_true(predicate, values: list, chunk=None, size: int = 256) -> int | None:
+    """Index of the first of ``values`` (floats, in order) where ``predicate`` is true, or None.
+
+    ``chunk(values)``, when given, is a group test: (per-value flags, whole-group flag) from one stacked
+    evaluation, where a value whose one-row evaluation fails is always flagged, or the group is (see
+    :func:`_chunk_flags`).  Values neither flagged nor in a flagged group are cleared without asking; a
+    flagged group is halved and each half tested again (a sum over many large probes can overflow where no
+    single probe does), down to ``_ASK_ALL`` values, which are all asked.  Flagged values are asked of the
+    one-row ``predicate`` in order, ``size`` values per group: the answer is the one-at-a-time scan's."""
+    for start in range(0, len(values), size):
+        k = _first_in_group(predicate, values[start:start + size], chunk)
+        if k is not None:
+            return start + k
+    return None
+
+
+_ASK_ALL = 8        # a flagged group this small is asked value by value
+
+
+def _first_in_group(predicate, part: list, chunk) -> int | None:
+    if chunk is None:
+        ask = np.ones(len(part), dtype=bool)
+    else:
+        flags, group = chunk(np.array(part))
+        if group and len(part) > _ASK_ALL:
+            half = len(part) // 2
+            k = _first_in_group(predicate, part[:half], chunk)
+            if k is not None:
+                return k
+            k = _first_in_group(predicate, part[half:], chunk)
+            return None if k is None else half + k
+        ask = np.ones(len(part), dtype=bool) if group else flags
+    for k, (value, asked) in enumerate(zip(part, ask)):
+        if asked and predicate(value):
+            return k
     return None
 
 
@@ -157,20 +195,11 @@ def _first_below(predicate, lo: float, found: tuple[float, float], dt, chunk=Non
     evaluation, where a value whose one-row evaluation fails is always flagged, or the group is (see
     :func:`_chunk_flags`).  Only flagged values — every value of a flagged group — are then asked of the
     one-row ``predicate``, in order."""
-    codes = range(_to_code(lo, dt), _to_code(found[1], dt) + 1)
-    previous = None
-    for start in range(0, len(codes), size):
-        values = [_from_code(c, dt) for c in codes[start:start + size]]
-        if chunk is not None:
-            flags, group = chunk(np.array(values))
-            ask = np.ones(len(values), dtype=bool) if group else flags
-        else:
-            ask = np.ones(len(values), dtype=bool)
-        for value, asked in zip(values, ask):
-            if asked and predicate(value):
-                return found if previous is None else (previous, value)
-            previous = value
-    return found
+    values = [_from_code(c, dt) for c in range(_to_code(lo, dt), _to_code(found[1], dt) + 1)]
+    i = _first_true(predicate, values, chunk, size)
+    if i is None or i == 0:
+        return found
+    return values[i - 1], values[i]
 
 
 def _reduced_over_rows(op, form: str) -> bool:
@@ -460,12 +489,12 @@ def op_thresholds(op, dtypes=tuple(DTYPES)) -> list[Threshold]:
                     def scan(values, form=form, sign=sign):
                         return _nonfinite_rows(op, form, sign, values, dt)
                     stacked = _rows_apart(op)
-                    found = first_failure(predicate, 1.0, hi, dt, scan=scan if stacked else None)
+                    chunk = (lambda values, form=form, sign=sign: _chunk_flags(op, form, sign, values, dt)) \
+                        if not stacked and _reduced_over_rows(op, form) else None
+                    found = first_failure(predicate, 1.0, hi, dt, scan=scan if stacked else None, chunk=chunk)
                     if found is None or not _reference_finite(op.name, probe_inputs(op, found[1], sign), dt):
                         continue
                     if not stacked and dt.itemsize <= 2:        # every value below the failure found
-                        chunk = (lambda values, form=form, sign=sign: _chunk_flags(op, form, sign, values, dt)) \
-                            if _reduced_over_rows(op, form) else None
                         earliest = _first_below(predicate, 1.0, found, dt, chunk)
                         if _reference_finite(op.name, probe_inputs(op, earliest[1], sign), dt):
                             found = earliest

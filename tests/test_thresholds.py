@@ -121,6 +121,29 @@ def test_first_below_finds_an_isolated_failure_before_the_one_a_grid_found(group
     assert _first_below(lambda v: v >= onset, 1.0, (99.9375, onset), dt, chunk) == (99.9375, onset)
 
 
+def test_a_group_flagged_by_a_sum_overflow_is_halved_not_asked_value_by_value():
+    """A stacked sum over many large probes overflows where no single probe does (a false whole-group flag):
+    the flagged group is halved until the halves clear, so the one-row predicate is asked a few times, not
+    at every grid value, and the answer is the one-at-a-time scan's."""
+    from numeric.thresholds import first_failure
+
+    dt = np.dtype(np.float32)
+    onset = 5000.0
+    asked = []
+
+    def predicate(v):
+        asked.append(v)
+        return v >= onset
+
+    def chunk(values):          # per-value flags of the true failures; the group flag once the sum is large
+        return values >= onset, bool(values.sum() > 20000.0)
+
+    scan_all = first_failure(lambda v: v >= onset, 1.0, 1e6, dt)
+    found = first_failure(predicate, 1.0, 1e6, dt, chunk=chunk)
+    assert found == scan_all and found[0] < onset <= found[1]
+    assert len(asked) < 80, len(asked)        # grid bisection ~23 calls + the small flagged groups
+
+
 def test_layer_norm_backward_one_pass_threshold_matches_the_one_row_predicate():
     """layer_norm_backward sums dγ over the rows (no stacked scan), yet its float16 one-pass threshold is a
     real transition of the one-row predicate and no sampled value below it fails."""
