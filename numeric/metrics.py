@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import mpmath
 import numpy as np
-from mpmath.libmp import from_float, fzero, mpf_sub, to_float
+from mpmath.libmp import from_float, fzero, mpf_abs, mpf_cmp, mpf_div, mpf_shift, mpf_sub, to_float
 
 from .dtypes import finfo, resolve_dtype
 
@@ -160,10 +160,11 @@ def error_metrics(got, ref, dtype, *, image: ReferenceImage | None = None) -> Er
         rel[regular] = diff / np.abs(hi[regular])
     rest = finite & ~zero & ~normal
     if rest.any():
-        with mpmath.workprec(256):
-            half_smallest = mpmath.mpf(float(finfo(dt).smallest_subnormal)) / 2   # (in floats it would be 0)
-            for idx in zip(*np.nonzero(rest)):
-                ulps[idx], rel[idx], flush[idx] = _exact_element(g64[idx], ref[idx], dt, half_smallest)
+        info = finfo(dt)
+        half_smallest = mpf_shift(from_float(float(info.smallest_subnormal)), -1)   # (in floats it would be 0)
+        emin, nmant = int(info.minexp), int(info.nmant)
+        for idx in zip(*np.nonzero(rest)):
+            ulps[idx], rel[idx], flush[idx] = _exact_element(float(g64[idx]), ref[idx], emin, nmant, half_smallest)
     return ErrorMetrics(dt.name, ulps, rel, np.isinf(g64), np.isnan(g64), flush, at_zero, hi)
 
 
@@ -179,11 +180,20 @@ def _split(r) -> tuple:
 _double_double = np.frompyfunc(_split, 1, 3)      # ref → (hi, lo, ref == 0) object arrays
 
 
-def _exact_element(g: float, r, dt, half_smallest) -> tuple[float, float, bool]:
-    """(ULPs, relative error, flushed) of one finite ``g`` against a non-zero ``r``, in mpmath at the
-    caller's precision (256 bits): the definition the vectorised path follows."""
-    if g == 0 and abs(r) > half_smallest:
+_EXACT_BITS = 256
+
+
+def _exact_element(g: float, r, emin: int, nmant: int, half_smallest: tuple) -> tuple[float, float, bool]:
+    """(ULPs, relative error, flushed) of one finite ``g`` against a non-zero ``r`` (an ``mpf``) on the grid of
+    a dtype with ``emin``/``nmant`` (``finfo``), the definition the vectorised path follows: |g − r| rounded
+    to 256 bits, divided by ulp(r) = 2^k (exact) and by |r| (rounded to 256 bits), each rounded to a float.
+    ``half_smallest``: half the dtype's smallest subnormal, an mpf tuple.  On mpmath's raw number tuples
+    (``mpmath.libmp``): the same operations as ``mpf`` arithmetic at 256 bits, without its objects."""
+    t = r._mpf_ if isinstance(r, mpmath.mpf) else from_float(float(r))
+    magnitude = mpf_abs(t)
+    if g == 0 and mpf_cmp(magnitude, half_smallest) > 0:
         return math.nan, math.nan, True
-    ulp = mpmath.ldexp(1, _ulp_exponent(r, dt))          # ulp_at as an mpf: beyond float64's range too
-    diff = abs(mpmath.mpf(g) - r)
-    return float(diff / ulp), float(diff / abs(r)), False
+    exponent = max(t[2] + t[3] - 1, emin) - nmant          # r = man·2^exp, 2^(exp+bc−1) ≤ |r| < 2^(exp+bc)
+    diff = mpf_abs(mpf_sub(from_float(g), t, _EXACT_BITS, "n"))
+    return (to_float(mpf_shift(diff, -exponent), rnd="n"),
+            to_float(mpf_div(diff, magnitude, _EXACT_BITS, "n"), rnd="n"), False)
