@@ -110,10 +110,47 @@ def _power_of_ten(x, _pos=None) -> str:
     return f"{x:g}"
 
 
+_FIGURES: dict = {}     # number of panels -> (figure, its axes), made once per process (see _emptied_figure)
+
+
+def _emptied_figure(panels: int):
+    """A figure of ``panels`` axes for :func:`_draw`, made once per process and emptied of the previous
+    drawing's lines, texts and legend: a new figure builds every tick artist again when drawn (a third of
+    the drawing time), an emptied one reuses them.  Its bytes are a new figure's (tested: figures drawn in
+    any order equal those drawn on new figures)."""
+    plt = _pyplot()[0]
+    made = _FIGURES.get(panels)
+    if made is None:
+        fig, axes = plt.subplots(1, panels, figsize=(3.4 * panels, 3.2), sharey=False, squeeze=False)
+        made = _FIGURES[panels] = (fig, axes[0])
+        return made
+    fig, axes = made
+    for ax in axes:
+        for artist in [*ax.lines, *ax.texts]:
+            artist.remove()
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        ax.set_prop_cycle(None)
+        ax.relim()                       # data limits of what is left: nothing
+        ax.set_xscale("linear")          # as a new axes is while the lines are added
+        ax.set_autoscale_on(True)
+    return made
+
+
 def _draw(series, dtypes, *, xlabel, title, vlines) -> bytes:
     plt, LogLocator, NullLocator, FuncFormatter = _pyplot()
-    fig, axes = plt.subplots(1, len(dtypes), figsize=(3.4 * len(dtypes), 3.2), sharey=False, squeeze=False)
-    for ax, dtype in zip(axes[0], dtypes):
+    fig, axes = _emptied_figure(len(dtypes))
+    try:
+        return _draw_on(fig, axes, series, dtypes, xlabel=xlabel, title=title, vlines=vlines)
+    except BaseException:                # a half-drawn figure is not reused
+        del _FIGURES[len(dtypes)]
+        plt.close(fig)
+        raise
+
+
+def _draw_on(fig, axes, series, dtypes, *, xlabel, title, vlines) -> bytes:
+    plt, LogLocator, NullLocator, FuncFormatter = _pyplot()
+    for ax, dtype in zip(axes, dtypes):
         p = precision_bits(dtype)
         top = p
         for label, by_dtype in series.items():
@@ -139,11 +176,10 @@ def _draw(series, dtypes, *, xlabel, title, vlines) -> bytes:
         ax.set_title(dtype, fontsize=10, y=1.0)          # fixed: placing it would measure every tick label
         ax.set_xlabel(xlabel, fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("bits of error  log2(1 + max ULPs)", fontsize=8)
-    axes[0][-1].legend(fontsize=7, loc="upper left")
+    axes[0].set_ylabel("bits of error  log2(1 + max ULPs)", fontsize=8)
+    axes[-1].legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.16, top=0.82, wspace=0.22)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
-    plt.close(fig)
     return buffer.getvalue()
