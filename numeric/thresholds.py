@@ -175,13 +175,10 @@ def _first_of_every_code(predicate, scan, lo: float, hi: float, dt, chunk: int =
             break
     else:
         return None
-    previous = None
-    for code in range(first, last + 1):                    # the stacked scan disagreed: one row at a time
-        value = _from_code(code, dt)
-        if predicate(value):
-            return None if previous is None else (previous, value)
-        previous = value
-    return None
+    # the stacked scan disagreed: one row at a time
+    values = np.arange(first, last + 1).astype(_codes(dt)[1]).view(dt).astype(np.float64).tolist()
+    i = _first_true(predicate, values)
+    return None if i is None or i == 0 else (values[i - 1], values[i])
 
 
 def _first_below(predicate, lo: float, found: tuple[float, float], dt, chunk=None,

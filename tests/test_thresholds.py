@@ -161,3 +161,17 @@ def test_layer_norm_backward_one_pass_threshold_matches_the_one_row_predicate():
     codes = np.arange(np.float16(1).view(np.uint16), np.float16(a).view(np.uint16), dtype=np.uint16)
     sample = np.random.default_rng(0).choice(codes, 200, replace=False).view(np.float16).astype(np.float64)
     assert not any(fails(float(m)) for m in sample)
+
+
+def test_every_code_scan_falls_back_to_one_row_at_a_time_where_the_stacked_scan_disagrees():
+    """A stacked scan that flags the wrong value (as a stacked evaluation could) is not believed: every
+    code is asked of the one-row predicate, and the first transition is its."""
+    from numeric.thresholds import _first_of_every_code
+
+    dt = np.dtype(np.float16)
+    onset = 40.0
+    wrong = lambda values: values >= 20.0                      # noqa: E731 — flags 20, where nothing fails
+    below = float(np.nextafter(np.float16(onset), np.float16(0)))
+    assert _first_of_every_code(lambda v: v >= onset, wrong, 1.0, 100.0, dt) == (below, onset)
+    assert _first_of_every_code(lambda v: v >= 0.5, wrong, 1.0, 100.0, dt) is None     # fails from the start
+    assert _first_of_every_code(lambda v: False, lambda values: values >= 20.0, 1.0, 100.0, dt) is None
