@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -89,13 +90,16 @@ def _is_png(data: bytes) -> bool:
 
 
 @lru_cache(maxsize=None)
-def _pyplot():
+def _matplotlib():
+    """(Figure, LogLocator, NullLocator, FuncFormatter), matplotlib imported with the Agg backend.  Figures
+    are made as ``Figure`` objects, not through pyplot, whose registry would keep every figure made (one
+    set per thread, see :func:`_emptied_figure`) open until closed."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
-    return plt, LogLocator, NullLocator, FuncFormatter
+    return Figure, LogLocator, NullLocator, FuncFormatter
 
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -110,19 +114,26 @@ def _power_of_ten(x, _pos=None) -> str:
     return f"{x:g}"
 
 
-_FIGURES: dict = {}     # number of panels -> (figure, its axes), made once per process (see _emptied_figure)
+_DRAWING = threading.local()     # .figures: number of panels -> (figure, its axes), per thread (Dask
+                                 # workers draw in several threads at once)
+
+
+def _figures() -> dict:
+    if not hasattr(_DRAWING, "figures"):
+        _DRAWING.figures = {}
+    return _DRAWING.figures
 
 
 def _emptied_figure(panels: int):
-    """A figure of ``panels`` axes for :func:`_draw`, made once per process and emptied of the previous
+    """A figure of ``panels`` axes for :func:`_draw`, made once per thread and emptied of the previous
     drawing's lines, texts and legend: a new figure builds every tick artist again when drawn (a third of
     the drawing time), an emptied one reuses them.  Its bytes are a new figure's (tested: figures drawn in
     any order equal those drawn on new figures)."""
-    plt = _pyplot()[0]
-    made = _FIGURES.get(panels)
+    made = _figures().get(panels)
     if made is None:
-        fig, axes = plt.subplots(1, panels, figsize=(3.4 * panels, 3.2), sharey=False, squeeze=False)
-        made = _FIGURES[panels] = (fig, axes[0])
+        fig = _matplotlib()[0](figsize=(3.4 * panels, 3.2))
+        axes = fig.subplots(1, panels, sharey=False, squeeze=False)
+        made = _figures()[panels] = (fig, axes[0])
         return made
     fig, axes = made
     for ax in axes:
@@ -138,18 +149,16 @@ def _emptied_figure(panels: int):
 
 
 def _draw(series, dtypes, *, xlabel, title, vlines) -> bytes:
-    plt, LogLocator, NullLocator, FuncFormatter = _pyplot()
     fig, axes = _emptied_figure(len(dtypes))
     try:
         return _draw_on(fig, axes, series, dtypes, xlabel=xlabel, title=title, vlines=vlines)
     except BaseException:                # a half-drawn figure is not reused
-        del _FIGURES[len(dtypes)]
-        plt.close(fig)
+        del _figures()[len(dtypes)]
         raise
 
 
 def _draw_on(fig, axes, series, dtypes, *, xlabel, title, vlines) -> bytes:
-    plt, LogLocator, NullLocator, FuncFormatter = _pyplot()
+    _, LogLocator, NullLocator, FuncFormatter = _matplotlib()
     for ax, dtype in zip(axes, dtypes):
         p = precision_bits(dtype)
         top = p

@@ -43,7 +43,7 @@ def figure_job_of_four(shift: int = 0, vlines=None) -> dict:
 
 
 def _fresh(job) -> bytes:
-    figures._FIGURES.clear()
+    figures._figures().clear()
     return figures.draw_png(job)
 
 
@@ -52,7 +52,7 @@ def test_a_figure_is_the_same_bytes_whatever_was_drawn_before_it():
     fresh = [_fresh(job) for job in jobs]
     assert len(set(fresh)) == len(jobs) and all(figures._is_png(png) for png in fresh)
     for order in ([0, 1, 2, 3, 4, 3, 2, 1, 0], [4, 3, 3, 1, 0, 2, 0, 1, 4, 2]):
-        figures._FIGURES.clear()
+        figures._figures().clear()
         for i in order:
             assert figures.draw_png(jobs[i]) == fresh[i], (order, i)
 
@@ -64,5 +64,17 @@ def test_a_drawing_that_fails_is_not_reused():
                                 xlabel="x", title="missing pct_nonfinite", vlines=None)
     with pytest.raises(KeyError):
         figures.draw_png(broken)
-    assert 2 not in figures._FIGURES
+    assert 2 not in figures._figures()
     assert figures.draw_png(jobs[0]) == fresh
+
+
+def test_threads_drawing_at_once_each_get_the_bytes_of_a_new_figure():
+    """Dask workers run tasks in threads: each thread draws on its own figures."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = _jobs()
+    fresh = [_fresh(job) for job in jobs]
+    order = [0, 1, 2, 3, 4] * 4
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: figures.draw_png(jobs[i]), order))
+    assert got == [fresh[i] for i in order]
