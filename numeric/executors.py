@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import signal
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -71,15 +72,27 @@ def _ignore_sigint() -> None:
 
 @contextmanager
 def sigint_deferred():
-    """Ctrl-C is held back (blocked, then delivered on leaving) while child processes start: an interrupt
-    in the middle of starting one left a half-started child that printed its own traceback (a spawned
-    child reading its preparation data got EOF).  Children started here keep SIGINT blocked: the parent
-    alone answers Ctrl-C and shuts them down."""
+    """Ctrl-C is held back while child processes start, then delivered on leaving: an interrupt in the middle
+    of starting one left a half-started child that printed its own traceback (a spawned child reading its
+    preparation data got EOF).  Two parts: SIGINT is blocked in this thread, so children started here keep
+    it blocked (the parent alone answers Ctrl-C and shuts them down); and, in the main thread, Python's
+    handler only records it meanwhile — a SIGINT sent to the process can be taken by another thread (numpy's
+    BLAS threads do not block it), and Python then runs the handler in the main thread all the same."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    received = []
+    handler = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or handler is None:
+        handler = None                  # (signal.signal works in the main thread; None: a handler set in C)
+    else:
+        signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)      # a SIGINT held back is recorded now
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+            if received:
+                signal.raise_signal(signal.SIGINT)                # delivered to the handler it was meant for
 
 
 def _indexed(item):

@@ -207,3 +207,30 @@ def test_a_progress_bar_names_what_it_counts(monkeypatch):
     with progress_module.progress(4, what="softmax bfloat16", stream=quiet) as bar:
         bar.update(4)
     assert quiet.text == ""
+
+
+def test_a_sigint_taken_by_another_thread_is_held_back_until_the_children_started():
+    """A SIGINT sent to the process may land on any thread that does not block it (numpy's BLAS threads);
+    Python still runs its handler in the main thread.  Inside ``sigint_deferred`` it must only be recorded,
+    then delivered on leaving, or a child half started prints a traceback."""
+    import threading
+    import time
+
+    from numeric.executors import sigint_deferred
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()                               # started outside: SIGINT is not blocked there
+    reached_the_end = False
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with sigint_deferred():
+                signal.pthread_kill(other.ident, signal.SIGINT)
+                for _ in range(200):            # bytecodes and sleeps: a live handler would raise here
+                    time.sleep(0.001)
+                reached_the_end = True
+    finally:
+        stop.set()
+        other.join()
+    assert reached_the_end
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
