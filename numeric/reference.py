@@ -46,8 +46,7 @@ from mpmath.libmp import from_man_exp
 from derive import get_op
 
 from .arguments import check_arguments
-from .engines.arb_arrays import (NotCertified, _lazy_map, _rel_accuracy_bits, array_kernel, certified_mpf,
-                                 lazy_if_certified)
+from .engines.arb_arrays import NotCertified, array_kernel, certified_mpf, lazy_if_certified
 from .evaluate import kernel
 
 __all__ = ["reference", "reference_of", "reference_float64", "CERTIFIED_BITS", "ReferenceNotCertified"]
@@ -169,9 +168,7 @@ def reference(op: str, *args, engine: str | None = None, **params):
             outs = (plan.fast or plan._fast())(arrays)
             if outs is not _MISS and outs is not None:
                 if _LAST.get(id(the_op)) is not plan:
-                    if len(_LAST) >= _MAX_PLANS:
-                        del _LAST[next(iter(_LAST))]
-                    _LAST[id(the_op)] = plan
+                    _remember(_LAST, id(the_op), plan)
                 return outs
     # First call with these dtypes and shapes, or a value check failed: the full checks, which raise
     # the same errors as ever.
@@ -180,9 +177,7 @@ def reference(op: str, *args, engine: str | None = None, **params):
     if key is not None and (plan is None or plan.op is not the_op):
         plan = _Plan.build(the_op, engine, key[2:])
         if plan is not None:
-            if len(_PLANS) >= _MAX_PLANS:
-                del _PLANS[next(iter(_PLANS))]
-            _PLANS[key] = plan
+            _remember(_PLANS, key, plan)
     return outs[0] if len(outs) == 1 else outs
 
 
@@ -208,6 +203,13 @@ def _signature(the_op, engine: str, args: tuple):
 
 
 _asarray = np.asarray
+
+
+def _remember(cache: dict, key, value) -> None:
+    """``cache[key] = value``, dropping the oldest entry when the cache holds ``_MAX_PLANS``."""
+    if len(cache) >= _MAX_PLANS:
+        del cache[next(iter(cache))]
+    cache[key] = value
 _dtype_and_shape = operator.attrgetter("dtype", "shape")
 
 
@@ -217,13 +219,13 @@ class _Plan:
     Built only after ``check_arguments`` accepted arguments with that signature, so the checks that
     depend on dtypes and shapes alone (argument count, kind, rank, axis lengths agreeing, no empty
     axis) are proved by the key.  Per call it still runs every check that depends on
-    values — finite values, a scalar finite and ≥ 0, class ids within [0, classes) — and
-    :meth:`evaluate` answers ``None`` if one fails, so that the full checks raise their usual error.
+    values — finite values, a scalar finite and ≥ 0, class ids within [0, classes) — and its function
+    answers ``None`` if one fails, so that the full checks raise their usual error.
     ``kinds``: per argument (kind, classes axis length or ``None``, numpy dtype); ``run``: the reference
-    formulation's arb kernel specialised to these shapes; ``fast``: :meth:`evaluate` for the arb engine as
-    one generated function (:meth:`_fast`); both made on first use."""
+    formulation's arb kernel specialised to these shapes; ``fast``: the plan's function (:meth:`_fast`,
+    for the arb engine one generated function); both made on first use."""
 
-    __slots__ = ("op", "engine", "kinds", "shapes", "run", "fast", "_source")
+    __slots__ = ("op", "engine", "kinds", "shapes", "run", "fast")
 
     def __init__(self, op, engine: str, kinds: tuple, shapes: tuple):
         self.op, self.engine, self.kinds, self.shapes = op, engine, kinds, shapes
@@ -250,17 +252,12 @@ class _Plan:
                 kinds.append(("array" if inp.axes else "scalar", None, dtype))
         return cls(the_op, engine, tuple(kinds), tuple(shape for _, shape in signature))
 
-    def evaluate(self, arrays: list):
-        """What :func:`reference` returns at the arguments (``np.asarray`` of each: one object array of
-        ``mpf``, or a tuple of them), or ``None`` if a value check fails.
-
-        The checks and conversions are those of ``check_arguments`` and :func:`reference_of`: float
-        arguments as float64, class ids as int64, then every value finite."""
-        outs = (self.fast or self._fast())(arrays)
-        return None if outs is _MISS else outs
-
     def _fast(self):
-        """:meth:`evaluate` as one function made for this plan.  For the arb engine it is straight-line
+        """This plan's function ``fast(args)``: what :func:`reference` returns at the arguments (one object
+        array of ``mpf``, or a tuple of them), ``None`` if a value check fails, ``_MISS`` for arguments of
+        another signature.  Its checks and conversions are those of ``check_arguments`` and
+        :func:`reference_of`: float arguments as float64, class ids as int64, every value finite.
+        For the arb engine it is straight-line
         Python in one frame: this plan's value checks and exact conversions to balls, the reference kernel's
         steps (``Kernel.straight_line``: the same operations as ``run``) at ``START_BITS``, and the
         :class:`LazyMpf` wrappers, made while checking that every ball is certified (the common case);
@@ -321,14 +318,12 @@ class _Plan:
             lines.append("try:")                # every ball certified at START_BITS: the common case
             lines += [f"    {w} = lazy({o})" for w, o in zip(wrapped, outs)]
             lines.append(f"except NotCertified: {again}")
-        else:                                   # (large outputs: a C loop first is quicker)
-            certified = " and ".join(f"min(map(accuracy, {o}.flat)) >= {CERTIFIED_BITS + 1}" for o in outs)
-            lines.append(f"if not ({certified}): {again}")
-            lines += [f"{w} = lazy_map({o})" for w, o in zip(wrapped, outs)]
-        for w, name in zip(wrapped, form.outputs):
-            if not axes[name]:                  # a 0-d output: the ufunc gives a bare element
-                lines.append(f"if not isinstance({w}, ndarray): {w} = asarray({w}, dtype=object)")
-        lines.append(f"return {wrapped[0]}" if len(outs) == 1 else f"return ({', '.join(wrapped)})")
+            for w, name in zip(wrapped, form.outputs):
+                if not axes[name]:              # a 0-d output: the ufunc gives a bare element
+                    lines.append(f"if not isinstance({w}, ndarray): {w} = asarray({w}, dtype=object)")
+            lines.append(f"return {wrapped[0]}" if len(outs) == 1 else f"return ({', '.join(wrapped)})")
+        else:                                   # large outputs: certified_mpf's C-loop test first
+            lines.append(again)
         # This plan's numbers (the kernel's parameters, the signature, `finish`) are the defaults, so plans
         # with the same text (other shapes of the same ranks) share one compiled code object.
         args = ["args"] + [f"{name}=None" for name in [f"p{k}" for k in range(len(params))] + signature]
@@ -346,14 +341,10 @@ class _Plan:
         if compiled is None:
             namespace.update({"int64": np.int64, "float64": np.float64, "ARB_OF": _ARB_OF, "asarray": np.asarray,
                               "isfinite": math.isfinite, "ctx": flint.ctx, "NotCertified": NotCertified,
-                              "lazy": lazy_if_certified(CERTIFIED_BITS), "MISS": _MISS,
-                              "accuracy": _rel_accuracy_bits, "lazy_map": _lazy_map})
+                              "lazy": lazy_if_certified(CERTIFIED_BITS), "MISS": _MISS})
             exec(compile(source, f"<reference plan {name}>", "exec"), namespace)
             compiled = namespace.pop("fast").__code__, namespace
-            if len(_CODES) >= _MAX_PLANS:
-                del _CODES[next(iter(_CODES))]
-            _CODES[(kernel, source)] = compiled
-        self._source = source
+            _remember(_CODES, (kernel, source), compiled)
         self.fast = types.FunctionType(*compiled, "fast", (*params, finish))
         return self.fast
 
