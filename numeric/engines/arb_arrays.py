@@ -101,14 +101,9 @@ def certify(balls: np.ndarray, bits: int, zero_bits: int) -> np.ndarray | None:
 
 def certified_mpf(outputs, bits: int, zero_bits: int) -> list | None:
     """:func:`lazy_mpf` of every array of balls in ``outputs`` when :func:`certify` accepts them all, else
-    ``None`` (more precision needed).  Checks the common case — every ball certified — in one C loop per
-    output before falling back to :func:`certify`'s states."""
+    ``None`` (more precision needed)."""
     results = []
     for balls in outputs:
-        if min(map(_rel_accuracy_bits, balls.flat)) >= bits + 1:
-            out = _lazy_map(balls)
-            results.append(out if isinstance(out, np.ndarray) else np.asarray(out, dtype=object))
-            continue
         states = certify(balls, bits, zero_bits)
         if states is None:
             return None
