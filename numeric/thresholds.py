@@ -44,6 +44,12 @@ def _to_code(value: float, dtype) -> int:
     return int(np.array(value, dtype=dt).view(ut))
 
 
+def _values_of_codes(first: int, last: int, dtype) -> np.ndarray:
+    """The values of ``dtype`` with bit patterns ``first`` … ``last`` (inclusive), as float64 (exact)."""
+    dt, ut = _codes(dtype)
+    return np.arange(first, last + 1).astype(ut).view(dt).astype(np.float64)
+
+
 def grid_bisect(predicate: Callable[[float], bool], lo: float, hi: float, dtype) -> tuple[float, float]:
     """Adjacent floats (a, b) of ``dtype`` with ``predicate(a)`` false and ``predicate(b)`` true.
 
@@ -162,9 +168,7 @@ def _first_of_every_code(predicate, scan, lo: float, hi: float, dt, chunk: int =
     if _from_code(last, dt) > hi:
         last -= 1                                          # hi rounded up: stay within [lo, hi]
     for start in range(first, last + 1, chunk):
-        codes = np.arange(start, min(start + chunk, last + 1))
-        values = codes.astype(_codes(dt)[1]).view(dt).astype(np.float64)
-        hits = np.flatnonzero(scan(values))
+        hits = np.flatnonzero(scan(_values_of_codes(start, min(start + chunk - 1, last), dt)))
         if hits.size:
             i = start - first + int(hits[0])
             if i == 0:
@@ -176,7 +180,7 @@ def _first_of_every_code(predicate, scan, lo: float, hi: float, dt, chunk: int =
     else:
         return None
     # the stacked scan disagreed: one row at a time
-    values = np.arange(first, last + 1).astype(_codes(dt)[1]).view(dt).astype(np.float64).tolist()
+    values = _values_of_codes(first, last, dt).tolist()
     i = _first_true(predicate, values)
     return None if i is None or i == 0 else (values[i - 1], values[i])
 
@@ -187,12 +191,8 @@ def _first_below(predicate, lo: float, found: tuple[float, float], dt, chunk=Non
     ``found[1]`` (a failure found by a grid scan): for ops whose probes cannot be stacked (an output sums
     over the rows) the scan of every value stops at the failure found, so a failure reported is the first
     one (an isolated failure between grid values with none on the grid at all would still be missed).
-
-    ``chunk(values)``, when given, is a group test: (per-value flags, whole-group flag) from one stacked
-    evaluation, where a value whose one-row evaluation fails is always flagged, or the group is (see
-    :func:`_chunk_flags`).  Only flagged values — every value of a flagged group — are then asked of the
-    one-row ``predicate``, in order."""
-    values = [_from_code(c, dt) for c in range(_to_code(lo, dt), _to_code(found[1], dt) + 1)]
+    ``chunk``: the group test of :func:`_first_true`."""
+    values = _values_of_codes(_to_code(lo, dt), _to_code(found[1], dt), dt).tolist()
     i = _first_true(predicate, values, chunk, size)
     if i is None or i == 0:
         return found
