@@ -563,10 +563,11 @@ def start_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=N
     spawned child shares nothing with them).  The child imports only numpy and JAX
     (:mod:`numeric.frameworks_jax`), runs on its own about 2.5 CPU-s (JAX's eager kernels compile per
     primitive and dtype), and keeps what it compiles in ``<cache>/jax`` (JAX's persistent compilation
-    cache, :func:`_compile_cache`) once the gradaudit cache directory has shown it persists.  So a caller starts it as early as it can (e.g. before planning work
-    that leaves a core idle), measures torch here while it runs, and collects it with ``finish`` when it
-    has nothing else to do (exact values, κ and metrics of its outputs are computed then, here).  A
-    default run whose report is in the disk cache (:func:`_cached_text`) imports neither framework."""
+    cache, :func:`_compile_cache`) once the gradaudit cache directory has shown it persists.  So a caller
+    starts it as early as it can (e.g. before planning work that leaves a core idle), measures torch here
+    while it runs, and collects it with ``finish`` when it has nothing else to do (exact values, κ and
+    metrics of its outputs are computed then, here).  A default run whose report is in the disk cache
+    (:func:`_cached_text`) imports neither framework."""
     jax_child = cases is None and jax_arrays.available()
     default_run = cases is None
     frameworks = ({"torch"} if torch_tensors.available() else set()) if default_run else {c.framework for c in cases}
@@ -700,7 +701,7 @@ def _cached_text(frameworks: set, dtypes, seed, magnitudes):
     the names measured ("torch", "jax")."""
     from importlib import metadata
 
-    from .report import source_digest
+    from .report import _run_digest            # the report run's digest, read once per run
 
     versions = {}
     for name in sorted(frameworks):
@@ -709,7 +710,7 @@ def _cached_text(frameworks: set, dtypes, seed, magnitudes):
         except metadata.PackageNotFoundError:
             versions[name] = "?"
     device = _torch_device() if "torch" in frameworks else "cpu"
-    inputs = repr((source_digest(), versions, str(device), tuple(dtypes), seed, magnitudes))
+    inputs = repr((_run_digest(), versions, str(device), tuple(dtypes), seed, magnitudes))
     path = derive.cache.cache_dir() / "frameworks" / f"{derive.cache.inputs_digest('frameworks report', inputs)[:32]}.json"
     payload = derive.cache.load(path, "frameworks report", inputs,
                                 validate=lambda data: data.startswith(b"#") and data.endswith(b"\n"))
