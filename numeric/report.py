@@ -472,7 +472,7 @@ def _batchnorm_report(config: ReportConfig, thresholds: list[Threshold]) -> str:
             f"### `{op}`", series, config, figure=f"{op}_error_vs_mean_over_std.png", xlabel="mean / std",
             title=f"{op}: error vs mean/std", vlines=one_pass, xname="mean/std",
             caption=f"{op}: bits of error against the mean/std ratio of each feature, one panel per dtype; "
-                    "dotted lines mark where the one-pass variance breaks (bisection, below).")
+                    "dotted lines mark where the one-pass variance breaks (the thresholds below).")
     lines += ["## Thresholds", "",
               "On each dtype's own grid (adjacent floats: the last mean/std ratio that works and the first that "
               "does not). float16 and bfloat16: every representable m from 1 up is tried, so the pair is the first "
