@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["softmax", "log_softmax", "upstream_for", "vjp_wrt", "run", "run_all"]
+__all__ = ["softmax", "log_softmax", "upstream_for", "vjp_wrt", "run", "run_all", "child_main"]
 
 
 def softmax(z):
@@ -95,3 +95,13 @@ def run_all(tasks, compile_cache: str | None = None) -> tuple[list, dict]:
                    "jax x64": "enabled" if x64 else "disabled (float64 rows skipped)"}
     return results, environment
 
+
+def child_main(send, tasks, compile_cache: str | None) -> None:
+    """The JAX child's body: :func:`run_all` of ``tasks``, sent through the pipe end ``send`` as
+    ``("ok", (results, environment))`` or ``("error", "Type: message")``."""
+    try:
+        outcome = ("ok", run_all(tasks, compile_cache))
+    except Exception as exc:
+        outcome = ("error", f"{type(exc).__name__}: {exc}")
+    send.send(outcome)
+    send.close()

@@ -593,7 +593,7 @@ class FrameworksRun:
         self.path, self.cached, self.text = path, cached, None
         self._cases, self._plan = cases, plan       # plan: (dtypes, magnitudes, seed)
         self.results, self.environment = None, {}
-        self._pool = self._pending = None
+        self._child = self._results_pipe = None
         self._jax = None             # (JAX cases, their entries) while the child runs
         self._memo = {}              # exact values by op and input bytes, shared by torch's and JAX's rows
 
@@ -605,9 +605,16 @@ class FrameworksRun:
         entries, tasks = _jax_tasks(jcases, dtypes, magnitudes, seed)
         self._jax = (jcases, entries)
         from .executors import sigint_deferred
+        # A Process and a one-way pipe, not a Pool: a Pool runs threads in this process, and gradaudit
+        # report forks its workers after this (fork with threads running can deadlock the child).
+        context = multiprocessing.get_context("spawn")
+        receive, send = context.Pipe(duplex=False)
         with sigint_deferred():            # Ctrl-C while the child reads its start-up data: after, not during
-            self._pool = multiprocessing.get_context("spawn").Pool(1)
-        self._pending = self._pool.apply_async(frameworks_jax.run_all, (tasks, compile_cache))
+            self._child = context.Process(target=frameworks_jax.child_main, args=(send, tasks, compile_cache),
+                                          name="gradaudit-jax", daemon=True)
+            self._child.start()
+        send.close()                       # the child's end: so a dead child reads as EOF here, not a hang
+        self._results_pipe = receive
 
     def measure(self) -> None:
         """Measure this process's kernels (torch limited to one thread meanwhile); once."""
@@ -639,9 +646,9 @@ class FrameworksRun:
         if self.text is None:
             self.measure()
             results, environment = list(self.results), dict(self.environment)
-            if self._pending is not None:
+            if self._child is not None:
                 jcases, entries = self._jax
-                jax_results, jax_env = self._pending.get()
+                jax_results, jax_env = self._jax_results()
                 self.close()
                 x64 = jax_env["jax x64"] == "enabled"
                 results += [(jcases[i], d, m, row)
@@ -653,11 +660,26 @@ class FrameworksRun:
         write_text(self.path, self.text)
         return self.path
 
+    def _jax_results(self) -> tuple[list, dict]:
+        """What the JAX child sent (:func:`frameworks_jax.child_main`); its error, or its death, raised here."""
+        try:
+            outcome, value = self._results_pipe.recv()
+        except EOFError:
+            self._child.join()
+            raise RuntimeError(f"the JAX child process died (exit code {self._child.exitcode}) before "
+                               f"sending its results") from None
+        if outcome != "ok":
+            raise RuntimeError(f"the JAX child process failed: {value}")
+        return value
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        """Stop the JAX child if it still runs (nothing to do once its results are in)."""
+        if self._child is not None:
+            if self._child.is_alive():
+                self._child.terminate()
+            self._child.join()
+            self._results_pipe.close()
+            self._child = self._results_pipe = None
 
     def __enter__(self):
         return self

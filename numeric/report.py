@@ -5,11 +5,12 @@ every formulation × dtype against the certified reference, thresholds by bisect
 study.  No timestamps and no timings go into the files, so the same seed gives the same bytes.
 Proofs, sweep points, thresholds and figures are cached on disk (keyed by what made them).
 
-How a run goes (:func:`_write_set`): everything not in the cache is cut into tasks (:func:`_plan`: one
-proof task per op with its convention instances, largest first; the tutorial audit; the generic thresholds of each op; sweep points
-in groups of one op and dtype) handed at once to the executor (``jobs`` local processes, or the
+How a run goes (:func:`_write_set`): JAX's kernels start in a child process (``frameworks.md``); everything
+not in the cache is cut into tasks (:func:`_plan`: one proof task per op with its convention instances,
+largest first; the tutorial audit; the generic thresholds of each op; sweep points in groups of one op and
+dtype) handed at once to the executor (``jobs`` local processes, or the
 ``GRADAUDIT_SCHEDULER`` Dask cluster, or this process); meanwhile this process finds the hand-written
-thresholds and measures torch/JAX (``frameworks.md``).  Results are filed here (:func:`_keep`: disk cache,
+thresholds and measures torch.  Results are filed here (:func:`_keep`: disk cache,
 read back through JSON), the Markdown is rendered in a fixed order, and the figures missing from the cache
 are drawn by the workers last.  So the bytes do not depend on ``jobs`` or on what was cached.
 """
@@ -20,6 +21,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -36,7 +38,7 @@ from derive.atomic import write_bytes, write_text
 from .derivation_md import derivation_markdown
 from .dtypes import DTYPES, finfo, resolve_dtype
 from .figures import cached_png, draw_png, figure_job, store_png
-from .frameworks_report import FRAMEWORKS_INDEX_LINE, write_frameworks_report
+from .frameworks_report import FRAMEWORKS_INDEX_LINE, start_frameworks_report
 from .report_set import replaced_as_a_whole, set_files
 from .sweep import SUMMARY_KEYS, sample_inputs, sweep_point
 from .thresholds import Threshold, find_thresholds, op_thresholds
@@ -964,13 +966,15 @@ def _write_set(families, config: ReportConfig) -> list[Path]:
     digest = source_digest()
     _RUN.update(points={}, thresholds={}, figures=[], digest=digest)
     try:
-        with get_executor(None, config.jobs) as executor:
+        # JAX's child first (None without torch/JAX): it runs on the core that planning leaves idle
+        frameworks_run = start_frameworks_report(config.out, dtypes=config.dtypes, seed=config.seed)
+        with frameworks_run or nullcontext(), get_executor(None, config.jobs) as executor:
             tasks = _plan(families, config)
             progress = _Progress(len(tasks), config.progress, "report tasks")
             running = executor.start(_work, tasks)
-            # while the workers run: the hand-written thresholds and torch/JAX's kernels, in this process
+            # while the workers run: the hand-written thresholds and torch's kernels, in this process
             thresholds = find_thresholds(config.dtypes)
-            frameworks = write_frameworks_report(config.out, dtypes=config.dtypes, seed=config.seed)  # None without torch/JAX
+            frameworks = frameworks_run.finish() if frameworks_run is not None else None
             for i, value in running:
                 _keep(tasks[i], value)
                 progress.step()

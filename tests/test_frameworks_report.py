@@ -197,6 +197,19 @@ def test_a_cached_report_is_written_without_measuring(tmp_path, monkeypatch):
         assert run.finish().read_text() == "# cached\n"
 
 
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_a_jax_child_that_dies_is_an_error_not_a_hang(tmp_path):
+    """The JAX child killed before it sends its results: finish raises, naming it (a Pool would have
+    replaced the dead worker and waited forever for the lost task)."""
+    run = fr.FrameworksRun(tmp_path / "frameworks.md", None, [], (("float32",), (1.0,), 0))
+    with run:
+        run.start_jax(None)
+        run._child.kill()
+        with pytest.raises(RuntimeError, match="JAX child process died"):
+            run.finish()
+    assert run._child is None and not (tmp_path / "frameworks.md").exists()
+
+
 def test_torch_device_of_a_cpu_build_is_read_without_importing_torch():
     import subprocess
     import sys
