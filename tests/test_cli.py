@@ -33,3 +33,17 @@ def test_usage_errors_exit_2_with_one_line_and_no_traceback(argv):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_program_flushes_its_output_and_runs_the_exit_handlers(tmp_path):
+    """``run`` ends the process with os._exit (no interpreter teardown): every line printed still reaches
+    the pipe, and exit handlers still run — here one that a user's --ops file registered."""
+    from derive import OPS
+    marker = tmp_path / "exit-handler-ran"
+    ops = tmp_path / "ops.py"
+    ops.write_text(f"import atexit, pathlib\natexit.register(pathlib.Path({str(marker)!r}).write_text, 'ran')\n")
+    proc = run("--ops", str(ops), "list")
+    assert proc.returncode == 0, proc.stderr
+    assert marker.read_text() == "ran"
+    assert all(name in proc.stdout for name in OPS)
+    assert run("--ops", str(ops), "derive", "nope").returncode == 2
