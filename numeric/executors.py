@@ -17,6 +17,7 @@ stored by :func:`run_chunks` must be JSON-serialisable (dicts, lists, str, int, 
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -119,8 +120,14 @@ class LocalProcesses(Executor):
         import multiprocessing
 
         if self._pool is None:
-            with sigint_deferred():
-                self._pool = multiprocessing.Pool(self.jobs, initializer=_ignore_sigint)
+            # What this process holds now goes to the permanent generation while the workers fork: their
+            # collector then never visits (and so never writes to and copies) the pages they share with it.
+            gc.freeze()
+            try:
+                with sigint_deferred():
+                    self._pool = multiprocessing.Pool(self.jobs, initializer=_ignore_sigint)
+            finally:
+                gc.unfreeze()
         return self._pool.imap_unordered(_indexed, [(fn, i, task) for i, task in enumerate(tasks)])
 
     def _results(self, results):

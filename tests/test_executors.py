@@ -29,6 +29,22 @@ def test_in_process_and_local_processes_agree_in_task_order():
         assert run_chunks(square, tasks, executor=pool) == expected
 
 
+def frozen_objects(_task):
+    import gc
+    return gc.get_freeze_count()
+
+
+def test_workers_fork_with_the_parents_objects_frozen_and_the_parent_collects_as_before():
+    """The parent's objects are in the permanent generation in each worker (its collector leaves the shared
+    pages alone); the parent unfreezes them once the workers are started."""
+    import gc
+    before = gc.get_freeze_count()
+    with LocalProcesses(2) as pool:
+        counts = [n for _, n in pool.imap_unordered(frozen_objects, [0, 1, 2, 3])]
+        assert gc.get_freeze_count() == before
+    assert min(counts) > before + 1000
+
+
 def test_an_error_in_a_worker_reaches_the_caller_and_stops_the_pool():
     with LocalProcesses(2) as pool:
         with pytest.raises(RuntimeError, match="chunk failed"):
