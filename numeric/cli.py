@@ -393,14 +393,17 @@ def run() -> None:
     The process ends with ``os._exit`` once the exit handlers have run (worker pools shut down, temporary
     directories removed) and the output streams are flushed: what the interpreter's own teardown would
     add is freeing every object one by one, which takes 0.3–0.5 s once torch is imported (the report's
-    frameworks page) and changes nothing outside the process.  It also keeps a Ctrl-C (130) from being
-    turned into a SIGINT death: CPython 3.11 can leave its "unhandled KeyboardInterrupt" flag set when
-    the interrupt landed inside an import, even though :func:`main` handled it, and would then kill the
-    process with SIGINT at shutdown (status −2)."""
+    frameworks page) and changes nothing outside the process.  (With a profiler or tracer attached, which
+    writes its data at teardown, the process exits normally.)  ``os._exit`` also keeps a Ctrl-C (130)
+    from being turned into a SIGINT death: CPython 3.11 can leave its "unhandled KeyboardInterrupt" flag
+    set when the interrupt landed inside an import, even though :func:`main` handled it, and would then
+    kill the process with SIGINT at shutdown (status −2)."""
     import atexit
     import os
 
     code = main()
+    if code != 130 and (sys.getprofile() or sys.gettrace()):
+        sys.exit(code)        # a profiler, tracer or debugger (cProfile, coverage): its teardown writes its data
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -408,6 +411,7 @@ def run() -> None:
         except (BrokenPipeError, ValueError):      # the reader went away, or the stream was closed
             pass
     os._exit(code)
+
 
 if __name__ == "__main__":
     run()

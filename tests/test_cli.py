@@ -47,3 +47,13 @@ def test_the_program_flushes_its_output_and_runs_the_exit_handlers(tmp_path):
     assert marker.read_text() == "ran"
     assert all(name in proc.stdout for name in OPS)
     assert run("--ops", str(ops), "derive", "nope").returncode == 2
+
+
+def test_a_profiler_attached_to_the_program_still_writes_its_data(tmp_path):
+    """``python -m cProfile -o F -m numeric.cli …`` writes F: with a profiler attached the process exits
+    through the interpreter's teardown, where cProfile writes it (os._exit would skip it)."""
+    out = tmp_path / "cli.prof"
+    proc = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "numeric.cli", "list"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 0
