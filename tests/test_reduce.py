@@ -1,0 +1,66 @@
+"""Counterexamples cut down after Hypothesis's shrinking (numeric/check/reduce.py), with the diagnosis kept."""
+from __future__ import annotations
+
+import numpy as np
+
+from derive import get_op
+from numeric import check_gradient
+from numeric.check.judge import judge_example
+from numeric.check.reduce import _tied_axes
+from numeric.check.run import _wording
+
+from .test_check import load as _example
+
+
+def _still_fails(fn, op, dtype, finding) -> bool:
+    findings, _ = judge_example(fn, get_op(op), np.dtype(dtype), list(finding.counterexample))
+    return any(f.kind == finding.kind for f in findings)
+
+
+def test_a_cancelling_batch_norm_is_cut_to_one_feature_and_still_named_cancellation():
+    """One-pass variance in float32: Hypothesis leaves 30 rows × 3 features; the fault lives in one feature
+    column with a few rows.  Cut to 2 rows, the two opposite gradients would read as "off by a constant
+    factor"; the kept input is the smallest whose diagnosis still names the cancellation."""
+    fn = _example("batchnorm_backward").one_pass_variance
+    result = check_gradient(fn, "batchnorm_backward", dtype="float32")
+    value = next(f for f in result.findings if f.kind == "value")
+    x, gamma, dy, _ = value.counterexample
+    assert x.shape[1] == gamma.shape[0] == dy.shape[1] == 1 and x.shape[0] <= 4
+    assert "catastrophic cancellation" in value.diagnosis
+    assert _still_fails(fn, "batchnorm_backward", "float32", value)
+    assert value.worst.inputs is value.counterexample and value.worst.index[1] == 0
+
+
+def test_a_fault_across_rows_keeps_the_rows_it_needs():
+    """A softmax backward that sums over the batch is right on one row: the cut input keeps two."""
+    fn = _example("softmax_backward").sums_over_the_batch
+    result = check_gradient(fn, "softmax_backward", dtype="float32")
+    value = next(f for f in result.findings if f.kind == "value")
+    z, dy = value.counterexample
+    assert z.shape[0] == dy.shape[0] == 2
+    assert _still_fails(fn, "softmax_backward", "float32", value)
+
+
+def test_a_missing_term_is_cut_to_the_smallest_batch_with_unit_gamma():
+    fn = _example("batchnorm_backward").missing_variance_term
+    result = check_gradient(fn, "batchnorm_backward", dtype="float32")
+    value = next(f for f in result.findings if f.kind == "value")
+    x, gamma, dy, _ = value.counterexample
+    assert x.shape == dy.shape == (2, 1) and np.array_equal(gamma, np.ones(1, np.float32))
+    assert "variance_as_constant" in value.diagnosis
+    assert _still_fails(fn, "batchnorm_backward", "float32", value)
+
+
+def test_label_rows_and_class_ids_keep_their_class_axis():
+    assert _tied_axes(get_op("cross_entropy_backward")) == {"k"}
+    assert _tied_axes(get_op("cross_entropy_backward", labels="index")) == {"k"}
+    assert _tied_axes(get_op("softmax_backward")) == set()
+
+
+def test_wording_of_a_diagnosis_is_its_text_without_numbers():
+    assert _wording("off by a constant factor (got/expected = -2.74307e+09 on every element)") == \
+        _wording("off by a constant factor (got/expected = 316.228 on every element)")
+    assert _wording("fails on this input (max |mean|/std = 1.52e+04) but passes") == \
+        _wording("fails on this input (max |mean|/std = 167) but passes")
+    assert _wording("off by a constant factor N (got/expected = 4 on every element)") != \
+        _wording("off by a constant factor (got/expected = 4 on every element)")
