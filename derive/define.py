@@ -153,12 +153,59 @@ def _brute_force_vjp(forward: Op, wrt, upstream: str | None, names: dict):
             if inp.name not in inputs:     # an input the gradient does not read (β): fresh symbols
                 inputs[inp.name] = input_symbols(inp.name, axes[inp.name], lengths, integer=inp.integer)
         values = forward.definition(lengths, {i.name: inputs[i.name] for i in forward.inputs})
-        total = 0
-        for out in forward.outputs:
-            for idx, expr in values[out.name].items():
-                total += (inputs[upstream][idx] if upstream else 1) * expr
-        return {names[w]: {idx: sp.diff(total, sym) for idx, sym in inputs[w].items()} for w in wrt}
+        total = sp.Add(*[(inputs[upstream][idx] if upstream else 1) * expr
+                         for out in forward.outputs for idx, expr in values[out.name].items()])
+        axes_of = {i.name: axes[i.name] for i in forward.inputs}
+        if upstream:
+            axes_of[upstream] = axes[forward.outputs[0].name]
+        symmetry = _Symmetry(total, {n: inputs[n] for n in axes_of}, axes_of)
+        out = {}
+        for w in wrt:
+            grads = out[names[w]] = {}
+            for idx, sym in inputs[w].items():
+                base = tuple(0 for _ in idx)
+                rename = symmetry.of(axes_of[w], idx) if base in grads else {}
+                grads[idx] = grads[base].xreplace(rename) if rename else sp.diff(total, sym)
+        return out
     return definition
+
+
+class _Symmetry:
+    """Renamings of the input symbols that leave ``total`` unchanged, for reusing one derivative.
+
+    :meth:`of` gives, for the entry at ``idx`` of an input with axes ``axes``, the renaming σ that swaps
+    index 0 with ``idx[k]`` on each axis ``axes[k]`` for every input symbol carrying that axis — only when
+    σ is a bijection of symbols and ``total.xreplace(σ) == total`` (structurally: the same expression),
+    else ``{}``.  σ is an involution, so ``total ∘ σ = total`` gives ``∂total/∂x_idx = (∂total/∂x_0) ∘ σ``
+    exactly: SymPy's derivative at index 0, renamed.  Nothing is assumed about the op: a definition that
+    is not symmetric under σ (different expression after renaming) is differentiated entry by entry."""
+
+    def __init__(self, total: sp.Expr, symbols: dict, axes: dict):
+        self.total, self.symbols, self.axes = total, symbols, axes
+        self._made: dict = {}
+
+    def of(self, axes, idx) -> dict:
+        swap = tuple((a, i) for a, i in zip(axes, idx) if i)
+        if not swap:
+            return {}
+        if swap not in self._made:
+            self._made[swap] = self._rename(dict(swap))
+        return self._made[swap]
+
+    def _rename(self, to: dict) -> dict:
+        def moved(a, j):
+            t = to.get(a)
+            return j if t is None else t if j == 0 else 0 if j == t else j
+        rename = {}
+        for name, entries in self.symbols.items():
+            for j, sym in entries.items():
+                k = tuple(moved(a, x) for a, x in zip(self.axes[name], j))
+                if k != j and isinstance(sym, sp.Symbol):
+                    rename[sym] = entries.get(k)
+        values = list(rename.values())
+        if not rename or len(set(values)) != len(values) or set(values) != set(rename):
+            return {}
+        return rename if self.total.xreplace(rename) == self.total else {}
 
 
 def define_backward(forward: Op, name: str, *, wrt: tuple[str, ...] | None = None, upstream: str | None = "dy",

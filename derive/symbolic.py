@@ -18,6 +18,12 @@ __all__ = ["input_symbols", "run_symbolic"]
 
 Values = dict[str, dict[tuple[int, ...], sp.Expr]]
 
+#: Entries of one elementwise or reduction step, by what they are computed from (see :func:`_step_key`):
+#: the formulations, known mistakes, invariants and definition of one op share most of their steps
+#: (batch mean, variance, x̂ …), so each is built once per process.  Bounded; least recently used first out.
+_STEPS: dict = {}
+_STEPS_MAX = 2048
+
 
 def input_symbols(name: str, axes: tuple[str, ...], lengths: dict[str, int], *, integer: bool = False) -> dict:
     """Real symbols ``name_i_j`` for every element of an input with the given axes (integer ones for
@@ -44,34 +50,46 @@ def run_symbolic(form: Formulation, lengths: dict[str, int], inputs: Values | No
     def grid(labels):
         return itertools.product(*(range(lengths[a]) for a in labels))
 
+    size_items = tuple(sorted(sizes.items(), key=str))
     for step in form.steps:
         out_axes = axes[step.name]
         if isinstance(step, Elementwise):
             names = form.free_names(step)
-            expr = step.expr.subs(sizes)
-            result = {}
-            for idx in grid(out_axes):
-                at = dict(zip(out_axes, idx))
-                subs = {value_symbol(n): values[n][tuple(at[a] for a in axes[n])] for n in names}
-                result[idx] = expr.xreplace(subs)
-            values[step.name] = result
+            key = _step_key(step.expr, size_items, out_axes, lengths,
+                            [(n, axes[n], values[n]) for n in names])
+            result = _STEPS.pop(key, None)
+            if result is None:
+                expr = step.expr.subs(sizes)
+                result = {}
+                for idx in grid(out_axes):
+                    at = dict(zip(out_axes, idx))
+                    subs = {value_symbol(n): values[n][tuple(at[a] for a in axes[n])] for n in names}
+                    result[idx] = expr.xreplace(subs)
+            _remember(key, result)
+            values[step.name] = dict(result)
         elif isinstance(step, Reduce):
             arg_axes = axes[step.arg]
-            count = 1
-            for a in step.over:
-                count *= lengths[a]
-            result = {}
-            for idx in grid(out_axes):
-                at = dict(zip(out_axes, idx))
-                terms = [values[step.arg][full] for full in grid(arg_axes)
-                         if all(full[arg_axes.index(a)] == at[a] for a in out_axes)]
-                if step.op == "sum":
-                    result[idx] = sp.Add(*terms)
-                elif step.op == "mean":
-                    result[idx] = sp.Add(*terms) / count
-                else:
-                    result[idx] = sp.Symbol("_".join([step.name, *map(str, idx)]), real=True)
-            values[step.name] = result
+            # a max is a fresh symbol named after the step; a sum or mean does not depend on the name
+            key = _step_key((step.op, step.over, step.name if step.op == "max" else ""), (), out_axes, lengths,
+                            [(step.arg, arg_axes, values[step.arg])])
+            result = _STEPS.pop(key, None)
+            if result is None:
+                count = 1
+                for a in step.over:
+                    count *= lengths[a]
+                result = {}
+                for idx in grid(out_axes):
+                    at = dict(zip(out_axes, idx))
+                    terms = [values[step.arg][full] for full in grid(arg_axes)
+                             if all(full[arg_axes.index(a)] == at[a] for a in out_axes)]
+                    if step.op == "sum":
+                        result[idx] = sp.Add(*terms)
+                    elif step.op == "mean":
+                        result[idx] = sp.Add(*terms) / count
+                    else:
+                        result[idx] = sp.Symbol("_".join([step.name, *map(str, idx)]), real=True)
+            _remember(key, result)
+            values[step.name] = dict(result)
         elif isinstance(step, Relabel):
             rename = dict(step.mapping)
             for old, new in step.mapping:
@@ -94,3 +112,19 @@ def run_symbolic(form: Formulation, lengths: dict[str, int], inputs: Values | No
                                else sp.KroneckerDelta(label, at[step.axis]))
             values[step.name] = result
     return values
+
+
+def _step_key(what, size_items: tuple, out_axes: tuple, lengths: dict, reads: list) -> tuple:
+    """Everything the entries of one step are computed from: ``what`` the step does (its expression, or
+    reduction and axes), the size substitutions, the output's axes and their lengths, and for every value
+    read its name, axes, lengths and entries (SymPy expressions compare structurally, so two keys are equal
+    only when the entries are the same expressions)."""
+    read = tuple((name, value_axes, tuple(lengths[a] for a in value_axes), tuple(entries.items()))
+                 for name, value_axes, entries in reads)
+    return what, size_items, out_axes, tuple(lengths[a] for a in out_axes), read
+
+
+def _remember(key: tuple, result: dict) -> None:
+    _STEPS[key] = result
+    if len(_STEPS) > _STEPS_MAX:
+        del _STEPS[next(iter(_STEPS))]

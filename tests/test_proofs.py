@@ -125,3 +125,68 @@ def test_entries_equal_up_to_relabelling_are_decided_once(monkeypatch):
     calls.clear()
     assert proof._entries_equal(got, truth)         # without relabelling: every entry on its own
     assert len(calls) == 4
+
+
+def _scaled_form(name="scaled", expr=None):
+    from derive.program import Input
+    x = Input("x", ("k",), role="logits")
+    return Formulation(name, "y = N x", (x,), (Elementwise("y", expr if expr is not None else v("N") * v("x")),),
+                       ("y",), ("k",), {"N": "k"})
+
+
+def test_symbolic_steps_remembered_across_runs_are_never_confused():
+    from derive.symbolic import run_symbolic
+    a, b = sp.Symbol("a", real=True), sp.Symbol("b", real=True)
+    form = _scaled_form()
+    assert run_symbolic(form, {"k": 2}, {"x": {(0,): a, (1,): b}})["y"] == {(0,): 2 * a, (1,): 2 * b}
+    # same step, other lengths (so other size N) and other entries: other values
+    assert run_symbolic(form, {"k": 3}, {"x": {(0,): b, (1,): a, (2,): a}})["y"] == {(0,): 3 * b, (1,): 3 * a, (2,): 3 * a}
+    # same step and entries equal as numbers but not as expressions (a symbol with other assumptions)
+    a_pos = sp.Symbol("a", positive=True)
+    got = run_symbolic(form, {"k": 2}, {"x": {(0,): a_pos, (1,): b}})["y"]
+    assert got[(0,)].free_symbols == {a_pos}
+    # a caller changing what it got back changes nothing for the next run
+    got[(0,)] = sp.Integer(7)
+    assert run_symbolic(form, {"k": 2}, {"x": {(0,): a, (1,): b}})["y"][(0,)] == 2 * a
+    # a max becomes a symbol named after its step: two steps of the same reduction are two symbols
+    from derive.program import Input, Reduce
+    x = Input("x", ("b", "k"), role="logits")
+    for name in ("m", "w"):
+        shift = Formulation(name, "max", (x,), (Reduce(name, "max", "x", ("k",)),), (name,), ("b", "k"))
+        assert run_symbolic(shift, {"b": 1, "k": 2})[name] == {(0,): sp.Symbol(f"{name}_0", real=True)}
+
+
+def _backward_of(definition):
+    from derive import define_backward, define_op
+    from derive.program import Input
+    forward = define_op("asym", inputs=(Input("x", ("k",), role="logits"),), outputs=(Input("y", ("k",)),),
+                        axis_order=("k",), formulations={"f": ("y = x²", [Elementwise("y", v("x") ** 2)])},
+                        definition=definition, proof_lengths=({"k": 3},))
+    return define_backward(forward, "asym_backward")
+
+
+def test_the_brute_force_gradient_reuses_a_derivative_only_under_an_exact_symmetry():
+    x = [sp.Symbol(f"x_{i}", real=True) for i in range(3)]
+    dy = [sp.Symbol(f"dy_{i}", real=True) for i in range(3)]
+    given = {"x": {(i,): x[i] for i in range(3)}, "dy": {(i,): dy[i] for i in range(3)}}
+    # not symmetric under swapping indices: every entry is its own derivative (index 2 weighs 3)
+    asym = _backward_of(lambda lengths, g: {"y": {(i,): (i + 1) * g["x"][(i,)] ** 2 for i in range(3)}})
+    assert asym.definition({"k": 3}, given)["dx"] == {(i,): 2 * (i + 1) * dy[i] * x[i] for i in range(3)}
+    # symmetric, entries coupled through a sum: the renamed derivative is SymPy's own, expression for expression
+    s = sp.Add(*x)
+    sym = _backward_of(lambda lengths, g: {"y": {(i,): sp.exp(g["x"][(i,)]) / sp.exp(s) for i in range(3)}})
+    total = sp.Add(*[dy[i] * sp.exp(x[i]) / sp.exp(s) for i in range(3)])
+    assert sym.definition({"k": 3}, given)["dx"] == {(i,): sp.diff(total, x[i]) for i in range(3)}
+
+
+def test_the_batchnorm_brute_force_gradient_is_sympy_diff_entry_by_entry():
+    op = OPS["batchnorm_backward"]
+    forward = OPS[op.grad_of]
+    lengths = {"n": 3, "d": 1}
+    from derive import proof
+    inputs = next(proof._symbolic_inputs(op, lengths))
+    truth = op.definition(lengths, inputs)
+    y = forward.definition(lengths, {**inputs, "beta": {(0,): sp.Symbol("beta_0", real=True)}})["y"]
+    total = sp.Add(*[inputs["dy"][idx] * e for idx, e in y.items()])
+    assert truth["dx"] == {idx: sp.diff(total, s) for idx, s in inputs["x"].items()}
+    assert truth["dgamma"] == {idx: sp.diff(total, s) for idx, s in inputs["gamma"].items()}
