@@ -64,3 +64,29 @@ def test_wording_of_a_diagnosis_is_its_text_without_numbers():
         _wording("fails on this input (max |mean|/std = 167) but passes")
     assert _wording("off by a constant factor N (got/expected = 4 on every element)") != \
         _wording("off by a constant factor (got/expected = 4 on every element)")
+
+
+def test_a_softmax_gradient_summed_over_the_batch_is_named_as_mixing_rows():
+    fn = _example("softmax_backward").sums_over_the_batch
+    value = next(f for f in check_gradient(fn, "softmax_backward", dtype="float32").findings if f.kind == "value")
+    assert "mixes slices" in value.diagnosis and "`b`" in value.diagnosis
+
+
+def _batchnorm_backward_with_whole_batch_statistics(x, gamma, dy, eps):
+    """Batch norm whose mean and variance run over every element (no axis=0): right for one feature."""
+    n = x.shape[0]
+    mu = x.mean()
+    xc = x - mu
+    rstd = 1 / np.sqrt((xc * xc).mean() + eps)
+    xhat = xc * rstd
+    dbeta = dy.sum(axis=0)
+    dgamma = (dy * xhat).sum(axis=0)
+    return gamma * rstd / n * (n * dy - dbeta - xhat * dgamma), dgamma, dbeta
+
+
+def test_batch_norm_statistics_over_every_feature_are_named_as_mixing_features():
+    """The independent axis of batch norm is the feature axis: each feature alone is right."""
+    result = check_gradient(_batchnorm_backward_with_whole_batch_statistics, "batchnorm_backward", dtype="float64")
+    value = next(f for f in result.findings if f.kind == "value")
+    assert "mixes slices" in value.diagnosis and "`d`" in value.diagnosis
+    assert value.counterexample[0].shape[1] == 2

@@ -2,8 +2,9 @@
 
 In order: a *convention* of the op that the output matches (``reduction="mean"``…), a *known mistake*
 from the op's catalogue (each a formulation proved to differ from the truth) that it matches within the
-same tolerance, a constant factor, catastrophic cancellation (for shift-invariant ops: the same input
-shifted passes), and otherwise the plain size of the error.  Non-finite outputs are told apart: the
+same tolerance, a constant factor, slices that should not interact but do (each slice of the independent
+axis passes on its own), catastrophic cancellation (for shift-invariant ops: the same input shifted
+passes), and otherwise the plain size of the error.  Non-finite outputs are told apart: the
 dtype's own overflow (gradaudit's stable formulation fails too), a single-row batch, or the function's
 overflow / 0/0 with the input magnitude where it starts.
 """
@@ -19,6 +20,7 @@ from derive.registry import parametric_spec
 
 from ..evaluate import as_tuple, kernel
 from .judge import float64_inputs
+from .reduce import take_along
 from .result import Finding, WorstCase
 
 __all__ = ["diagnose"]
@@ -117,6 +119,31 @@ def _constant_factor(op, w: WorstCase) -> str:
     return f"off by a constant factor {label + ' ' if label else ''}(got/expected = {c:.6g} on every element)"
 
 
+#: Slices of the independent axis judged one by one for :func:`_mixes_slices`, at most.
+MAX_SLICES = 16
+
+
+def _mixes_slices(op, inputs, judge) -> str:
+    """A diagnosis when every slice of the op's independent axis (a row of a softmax, a feature of a batch
+    norm), judged on its own, comes out right while the input as a whole does not: the function lets
+    slices that never interact reach each other.  "" otherwise (or for a single slice, or more than
+    :data:`MAX_SLICES`)."""
+    axis = op.independent_axis
+    axes = {inp.name: tuple(inp.axes) for inp in op.inputs}
+    n = next((np.shape(a)[axes[inp.name].index(axis)] for inp, a in zip(op.inputs, inputs) if axis in inp.axes), 0)
+    if not 2 <= n <= MAX_SLICES:
+        return ""
+    for i in range(n):
+        try:
+            found = judge(take_along(op, inputs, axis, [i]))
+        except (ValueError, TypeError):
+            return ""
+        if any(f.kind in ("value", "nonfinite") and f.severity == "error" for f in found):
+            return ""
+    return (f"right on each slice along `{axis}` on its own, wrong on the {n} together: your function mixes slices "
+            f"that never interact — a sum, mean or max taken over `{axis}` as well (a missing axis= or keepdims?)")
+
+
 def _shifted(op, inputs):
     """The same input with each activation slice shifted by its first value (exact gradients unchanged
     for shift-invariant ops), or None."""
@@ -148,6 +175,9 @@ def diagnose(finding: Finding, op, dtype, judge, measures: dict) -> str:
                 text = ""
             if text:
                 return text
+        mixed = _mixes_slices(op, w.inputs, judge)
+        if mixed:
+            return mixed
         shifted = _shifted(op, w.inputs)
         if shifted is not None and not any(f.kind == "value" for f in judge(shifted)):
             what, value = judge.measure(w.inputs)

@@ -25,7 +25,7 @@ import numpy as np
 from .judge import judge_example
 from .result import Finding
 
-__all__ = ["reductions", "MAX_TRIALS"]
+__all__ = ["reductions", "take_along", "MAX_TRIALS"]
 
 #: Judged candidates per finding, at most (each costs one example: milliseconds at these sizes).
 MAX_TRIALS = 60
@@ -38,17 +38,16 @@ def reductions(finding: Finding, fn, op, dtype, domain: dict, truths, shrink_fac
     if not finding.counterexample:
         return [finding]
     search = _Search(finding, fn, op, dtype, truths, shrink_factor)
-    axes = {inp.name: tuple(inp.axes) for inp in op.inputs}
     lengths = _lengths(op, search.args)
     fixed = _tied_axes(op)
     independent = op.independent_axis
     if independent in lengths and independent not in fixed and lengths[independent] > 1:
         where = _worst_slice(finding, op)
         if where is not None:
-            search.attempt(_take(op, search.args, axes, independent, [where]))
+            search.attempt(take_along(op, search.args, independent, [where]))
     for axis in [independent] + [a for a in lengths if a != independent]:
         if axis in lengths and axis not in fixed:
-            _ddmin(search, op, axes, axis, domain["sizes"].get(axis, (1, None))[0])
+            _ddmin(search, op, axis, domain["sizes"].get(axis, (1, None))[0])
     for k, inp in enumerate(op.inputs):
         if inp.role in ("upstream", "weight") and isinstance(search.args[k], np.ndarray):
             ones = list(search.args)
@@ -113,17 +112,18 @@ def _worst_slice(finding, op) -> int | None:
     return worst.index[list(output.axes).index(op.independent_axis)]
 
 
-def _take(op, args, axes, axis, keep) -> list:
-    """``args`` with only the indices ``keep`` along ``axis`` (in every input that has the axis)."""
+def take_along(op, args, axis: str, keep) -> list:
+    """``args`` (one per input of ``op``) with only the indices ``keep`` along ``axis``, in every input that
+    has the axis."""
     out = []
     for inp, a in zip(op.inputs, args):
-        if axis in axes[inp.name] and isinstance(a, np.ndarray):
-            a = np.take(a, keep, axis=axes[inp.name].index(axis))
+        if axis in inp.axes and isinstance(a, np.ndarray):
+            a = np.take(a, keep, axis=tuple(inp.axes).index(axis))
         out.append(a)
     return out
 
 
-def _ddmin(search: _Search, op, axes, axis, smallest: int) -> None:
+def _ddmin(search: _Search, op, axis, smallest: int) -> None:
     """Drop chunks of indices along ``axis`` while the fault stays (chunks of half, then a quarter, … of
     what is left), keeping at least ``smallest`` of them."""
     n = _lengths(op, search.args).get(axis, 0)
@@ -132,7 +132,7 @@ def _ddmin(search: _Search, op, axes, axis, smallest: int) -> None:
     while chunk >= 1 and len(keep) > max(smallest, 1):
         for start in range(0, len(keep), chunk):
             rest = keep[:start] + keep[start + chunk:]
-            if len(rest) >= max(smallest, 1) and search.attempt(_take(op, search.args, axes, axis, rest)):
+            if len(rest) >= max(smallest, 1) and search.attempt(take_along(op, search.args, axis, rest)):
                 keep = list(range(len(rest)))           # the kept input is re-indexed from 0
                 break
         else:
