@@ -25,7 +25,7 @@ import sympy as sp
 
 from .op import DerivationStep, GenericClaim, Invariant, Mistake, Op, Param
 from .program import Formulation, Input
-from .symbolic import input_symbols, run_symbolic
+from .symbolic import input_symbols, run_symbolic, xreplace_once
 from .vjp import vjp_formulation
 
 __all__ = ["define_op", "define_backward", "invariant", "mistake", "instance_name", "DIFFERENTIABLE_ROLES"]
@@ -164,8 +164,8 @@ def _brute_force_vjp(forward: Op, wrt, upstream: str | None, names: dict):
             grads = out[names[w]] = {}
             for idx, sym in inputs[w].items():
                 base = tuple(0 for _ in idx)
-                rename = symmetry.of(axes_of[w], idx) if base in grads else {}
-                grads[idx] = grads[base].xreplace(rename) if rename else sp.diff(total, sym)
+                rename, done = symmetry.of(axes_of[w], idx) if base in grads else ({}, None)
+                grads[idx] = xreplace_once(grads[base], rename, done) if rename else sp.diff(total, sym)
         return out
     return definition
 
@@ -184,15 +184,18 @@ class _Symmetry:
         self.total, self.symbols, self.axes = total, symbols, axes
         self._made: dict = {}
 
-    def of(self, axes, idx) -> dict:
+    def of(self, axes, idx) -> tuple[dict, dict]:
+        """σ for the entry ``idx`` of an input with ``axes`` ({} when none), and the subexpressions renamed
+        by σ so far (for :func:`~derive.symbolic.xreplace_once`)."""
         swap = tuple((a, i) for a, i in zip(axes, idx) if i)
         if not swap:
-            return {}
+            return {}, {}
         if swap not in self._made:
-            self._made[swap] = self._rename(dict(swap))
+            done: dict = {}
+            self._made[swap] = self._rename(dict(swap), done), done
         return self._made[swap]
 
-    def _rename(self, to: dict) -> dict:
+    def _rename(self, to: dict, done: dict) -> dict:
         def moved(a, j):
             t = to.get(a)
             return j if t is None else t if j == 0 else 0 if j == t else j
@@ -205,7 +208,7 @@ class _Symmetry:
         values = list(rename.values())
         if not rename or len(set(values)) != len(values) or set(values) != set(rename):
             return {}
-        return rename if self.total.xreplace(rename) == self.total else {}
+        return rename if xreplace_once(self.total, rename, done) == self.total else {}
 
 
 def define_backward(forward: Op, name: str, *, wrt: tuple[str, ...] | None = None, upstream: str | None = "dy",

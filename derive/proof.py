@@ -29,7 +29,7 @@ import sympy as sp
 from . import cache, polynomial
 from .op import Op
 from .program import Reduce
-from .symbolic import input_symbols, run_symbolic
+from .symbolic import input_symbols, run_symbolic, xreplace_once
 
 __all__ = ["is_zero", "ProofResult", "prove_op", "cache_dir", "cached_proof", "store_proof", "proof_data"]
 
@@ -71,6 +71,48 @@ def _log_sum(arg: sp.Expr) -> sp.Expr:
     return sp.expand_log(sp.log(sp.factor(sp.together(arg))), force=True)
 
 
+def _atoms(expr: sp.Expr, *types) -> set:
+    """``expr.atoms(*types)`` visiting each distinct subexpression once (``atoms`` walks the tree, so a
+    subexpression shared by many terms, such as a softmax denominator, is walked once per use)."""
+    seen, stack, found = set(), [expr], set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if isinstance(node, types):
+            found.add(node)
+        stack.extend(node.args)
+    return found
+
+
+def _replace(expr: sp.Expr, query, value) -> sp.Expr:
+    """``expr.replace(query, value)`` (bottom-up, simultaneous, as SymPy does it) rewriting each distinct
+    subexpression once: the result of a subtree is a function of the subtree alone, so a subtree shared by
+    many terms is rebuilt once and reused."""
+    done: dict = {}
+
+    def walk(rv):
+        hit = done.get(rv)
+        if hit is not None:
+            return hit
+        out, args = rv, rv.args
+        if args:
+            newargs = tuple(walk(a) for a in args)
+            if args != newargs:
+                out = rv.func(*newargs)
+                if any(out == e and e != n for e, n in zip(args, newargs)):   # already rewritten: once only
+                    done[rv] = out
+                    return out
+        if query(out):
+            v = value(out)
+            if v is not None and v != out:
+                out = v
+        done[rv] = out
+        return out
+    return walk(expr)
+
+
 def _normal_form(expr: sp.Expr) -> tuple[sp.Expr, dict]:
     """``expr`` as a rational function of symbols and generators, and {root generator: (base, q)}."""
     logs_of: dict[sp.Symbol, sp.Expr] = {}
@@ -92,16 +134,16 @@ def _normal_form(expr: sp.Expr) -> tuple[sp.Expr, dict]:
     def is_root(e):
         return e.is_Pow and e.exp.is_Rational and not e.exp.is_Integer
 
-    present = expr.atoms(sp.exp, sp.log, sp.Pow)      # one walk; a rewrite walks and rebuilds the tree
+    present = _atoms(expr, sp.exp, sp.log, sp.Pow)    # one walk; a rewrite walks and rebuilds the tree
     rewritten = False
     if any(isinstance(a, sp.exp) for a in present):
-        expr, rewritten = expr.replace(lambda e: isinstance(e, sp.exp), exp_rule), True
+        expr, rewritten = _replace(expr, lambda e: isinstance(e, sp.exp), exp_rule), True
     if any(isinstance(a, sp.log) for a in present):   # exp_rule brings in no log
-        expr = expr.replace(lambda e: isinstance(e, sp.log), log_rule)
-        expr = expr.replace(lambda e: isinstance(e, sp.log), log_rule)   # logs exposed by the first pass
+        expr = _replace(expr, lambda e: isinstance(e, sp.log), log_rule)
+        expr = _replace(expr, lambda e: isinstance(e, sp.log), log_rule)   # logs exposed by the first pass
         rewritten = True
-    if any(is_root(a) for a in (expr.atoms(sp.Pow) if rewritten else present)):
-        expr = expr.replace(is_root, root_rule)
+    if any(is_root(a) for a in (_atoms(expr, sp.Pow) if rewritten else present)):
+        expr = _replace(expr, is_root, root_rule)
     return expr, roots
 
 
@@ -113,11 +155,11 @@ def _prepare(expr: sp.Expr) -> sp.Expr:
     from sympy.codegen.cfunctions import log1p
 
     constants = (sp.Float, sp.NumberSymbol, sp.Rational)
-    present = expr.atoms(sp.tanh, log1p, *constants)   # one walk; a rewrite walks and rebuilds the tree
+    present = _atoms(expr, sp.tanh, log1p, *constants)  # one walk; a rewrite walks and rebuilds the tree
     if any(isinstance(a, (sp.tanh, log1p)) for a in present):
-        expr = expr.replace(lambda e: isinstance(e, sp.tanh), lambda e: 1 - 2 / (sp.exp(2 * e.args[0]) + 1))
-        expr = expr.replace(lambda e: isinstance(e, log1p), lambda e: sp.log(1 + e.args[0]))
-        present = expr.atoms(*constants)
+        expr = _replace(expr, lambda e: isinstance(e, sp.tanh), lambda e: 1 - 2 / (sp.exp(2 * e.args[0]) + 1))
+        expr = _replace(expr, lambda e: isinstance(e, log1p), lambda e: sp.log(1 + e.args[0]))
+        present = _atoms(expr, *constants)
     swap = {}
     for atom in present:
         if isinstance(atom, sp.Float):
@@ -127,20 +169,20 @@ def _prepare(expr: sp.Expr) -> sp.Expr:
             swap[atom] = sp.Symbol(f"c_{atom}", positive=True)
         elif isinstance(atom, sp.Rational) and atom.q > 1 << 20:
             swap[atom] = sp.Symbol(f"c_{atom.p}_{atom.q}", positive=atom > 0)
-    return expr.xreplace(swap) if swap else expr
+    return xreplace_once(expr, swap, {}) if swap else expr
 
 
 def _sign_cases(expr: sp.Expr) -> list[sp.Expr]:
     """``expr`` split into one case per sign of each symbol under ``Abs`` (|z| → z with z ≥ 0, −z with
     z ≤ 0, by z = ±p, p > 0); ``[expr]`` when there is none.  An ``Abs`` of anything but a plain symbol
     stays (and the proof fails unless it cancels)."""
-    symbols = sorted({a.args[0] for a in expr.atoms(sp.Abs) if a.args[0].is_Symbol}, key=str)
+    symbols = sorted({a.args[0] for a in _atoms(expr, sp.Abs) if a.args[0].is_Symbol}, key=str)
     if not symbols:
         return [expr]
     cases = []
     for signs in itertools.product((1, -1), repeat=len(symbols)):
-        cases.append(expr.xreplace({s: sign * sp.Symbol(f"{s.name}_abs", positive=True)
-                                    for s, sign in zip(symbols, signs)}))
+        cases.append(xreplace_once(expr, {s: sign * sp.Symbol(f"{s.name}_abs", positive=True)
+                                          for s, sign in zip(symbols, signs)}, {}))
     return cases
 
 
@@ -300,7 +342,7 @@ def _entries_equal(a: dict, b: dict, axes=(), relabel: _Relabel | None = None) -
     by ``relabel`` first (entries equal up to relabelling are then decided once)."""
     def renamed(idx, diff):
         rename = relabel.of(axes, idx) if relabel is not None else {}
-        return diff.xreplace(rename) if rename else diff
+        return xreplace_once(diff, rename, {}) if rename else diff
     return all(is_zero(renamed(idx, a[idx] - b[idx])) for idx in b)
 
 
@@ -355,7 +397,8 @@ def _prove_fresh(op: Op) -> ProofResult:
                 if inv.normalize:
                     inputs = inv.normalize(inputs)
                 outs = run_symbolic(op.reference, lengths, inputs)
-                res = run_symbolic(inv.residual, lengths, {**inputs, **{o.name: outs[o.name] for o in op.outputs}})
+                res = run_symbolic(inv.residual, lengths, {**inputs, **{o.name: outs[o.name] for o in op.outputs}},
+                                   only=("r",))
                 zero = {idx: sp.Integer(0) for idx in res["r"]}
                 holds = holds and _entries_equal(res["r"], zero, inv.residual.axes()["r"],
                                                  _Relabel(op, lengths, inputs, (inv.residual,)))

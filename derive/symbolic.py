@@ -35,12 +35,16 @@ def input_symbols(name: str, axes: tuple[str, ...], lengths: dict[str, int], *, 
     return out
 
 
-def run_symbolic(form: Formulation, lengths: dict[str, int], inputs: Values | None = None) -> Values:
+def run_symbolic(form: Formulation, lengths: dict[str, int], inputs: Values | None = None,
+                 only: tuple[str, ...] | None = None) -> Values:
     """Every value of ``form`` for axis lengths ``lengths`` (e.g. ``{"b": 1, "k": 4}``).
 
-    ``inputs`` defaults to fresh symbols from :func:`input_symbols`.
+    ``inputs`` defaults to fresh symbols from :func:`input_symbols`; ``only``: names of the values wanted,
+    when the steps they do not depend on should be skipped (an invariant's residual without its error
+    scale).
     """
     axes = form.axes()
+    skip = set() if only is None else {st.name for st in form.steps} - _needed(form, only)
     values: Values = dict(inputs) if inputs else {}
     for inp in form.inputs:
         if inp.name not in values:
@@ -53,6 +57,11 @@ def run_symbolic(form: Formulation, lengths: dict[str, int], inputs: Values | No
     size_items = tuple(sorted(sizes.items(), key=str))
     for step in form.steps:
         out_axes = axes[step.name]
+        if step.name in skip:
+            if isinstance(step, Relabel):       # its axes' lengths, for a Delta that uses them
+                for old, new in step.mapping:
+                    lengths = {**lengths, new: lengths[old]}
+            continue
         if isinstance(step, Elementwise):
             names = form.free_names(step)
             key = _step_key(step.expr, size_items, out_axes, lengths,
@@ -114,6 +123,18 @@ def run_symbolic(form: Formulation, lengths: dict[str, int], inputs: Values | No
     return values
 
 
+def _needed(form: Formulation, names) -> set:
+    """Names of the values ``names`` depend on (themselves included)."""
+    wanted = set(names)
+    for step in reversed(form.steps):
+        if step.name in wanted:
+            if isinstance(step, Elementwise):
+                wanted.update(form.free_names(step))
+            elif not isinstance(step, Delta):
+                wanted.add(step.arg)
+    return wanted
+
+
 def _step_key(what, size_items: tuple, out_axes: tuple, lengths: dict, reads: list) -> tuple:
     """Everything the entries of one step are computed from: ``what`` the step does (its expression, or
     reduction and axes), the size substitutions, the output's axes and their lengths, and for every value
@@ -128,3 +149,26 @@ def _remember(key: tuple, result: dict) -> None:
     _STEPS[key] = result
     if len(_STEPS) > _STEPS_MAX:
         del _STEPS[next(iter(_STEPS))]
+
+
+def xreplace_once(expr: sp.Expr, rule: dict, done: dict) -> sp.Expr:
+    """``expr.xreplace(rule)`` rebuilding each distinct subexpression once (``done`` remembers them: pass
+    the same dict for several expressions and the same ``rule`` only)."""
+    return _xreplace_tracked(expr, rule, done)[0]
+
+
+def _xreplace_tracked(expr, rule, done):
+    hit = done.get(expr)
+    if hit is None:
+        if expr in rule:
+            hit = rule[expr], True
+        else:
+            args, changed = [], False
+            for a in expr.args:
+                if isinstance(a, sp.Basic):
+                    a, moved = _xreplace_tracked(a, rule, done)
+                    changed |= moved
+                args.append(a)
+            hit = (expr.func(*args), True) if changed else (expr, False)
+        done[expr] = hit
+    return hit

@@ -190,3 +190,38 @@ def test_the_batchnorm_brute_force_gradient_is_sympy_diff_entry_by_entry():
     total = sp.Add(*[inputs["dy"][idx] * e for idx, e in y.items()])
     assert truth["dx"] == {idx: sp.diff(total, s) for idx, s in inputs["x"].items()}
     assert truth["dgamma"] == {idx: sp.diff(total, s) for idx, s in inputs["gamma"].items()}
+
+
+def _shared_tree():
+    a, b, c = (sp.Symbol(n, real=True) for n in "abc")
+    denom = sp.exp(a) + sp.exp(b) + sp.exp(c)                # shared by every term, as in a softmax
+    return (a, b, c), sum(sp.exp(t) / denom * sp.log(denom) - sp.sqrt(1 + t ** 2) for t in (a, b, c))
+
+
+def test_walks_that_visit_a_shared_subexpression_once_give_sympys_results():
+    from derive import proof
+    from derive.symbolic import xreplace_once
+    (a, b, c), expr = _shared_tree()
+    assert proof._atoms(expr, sp.exp, sp.Pow) == expr.atoms(sp.exp, sp.Pow)
+    for query, value in [(lambda e: isinstance(e, sp.exp), lambda e: sp.exp(2 * e.args[0])),
+                         (lambda e: isinstance(e, sp.log), lambda e: e.args[0] - 1),
+                         (lambda e: e.is_Pow and e.exp == sp.S.Half, lambda e: e.base)]:
+        assert proof._replace(expr, query, value) == expr.replace(query, value)
+    swap = {a: b, b: a}
+    done: dict = {}
+    assert xreplace_once(expr, swap, done) == expr.xreplace(swap) == expr       # symmetric: same expression
+    assert xreplace_once(sp.exp(a) / (1 + b), swap, done) == sp.exp(b) / (1 + a)   # same rule, memo reused
+    assert xreplace_once(sp.exp(a) / (1 + b), {a: c}, {}) == sp.exp(c) / (1 + b)   # other rule, new memo
+
+
+def test_an_invariant_residual_is_run_without_the_steps_it_does_not_need():
+    from derive.program import Delta, Input, Relabel
+    from derive.symbolic import run_symbolic
+    x = Input("x", ("k",), role="logits")
+    steps = (Elementwise("scale", sp.Abs(v("x")) + 1), Relabel("x_i", "x", (("k", "i"),)), Delta("d", ("k", "i")),
+             Elementwise("r", v("x") * v("d")))
+    form = Formulation("res", "r", (x,), steps, ("r", "scale"), ("k", "i"))
+    full = run_symbolic(form, {"k": 2})
+    part = run_symbolic(form, {"k": 2}, only=("r",))
+    assert part["r"] == full["r"] and full["r"][(0, 1)] == 0
+    assert "scale" in full and "scale" not in part and "x_i" not in part     # Delta still knows i's length
