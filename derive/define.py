@@ -25,7 +25,7 @@ import sympy as sp
 
 from .op import DerivationStep, GenericClaim, Invariant, Mistake, Op, Param
 from .program import Formulation, Input
-from .symbolic import input_symbols, run_symbolic, xreplace_once
+from .symbolic import input_symbols, run_symbolic, value_axes, xreplace_once
 from .vjp import vjp_formulation
 
 __all__ = ["define_op", "define_backward", "invariant", "mistake", "instance_name", "DIFFERENTIABLE_ROLES"]
@@ -147,7 +147,7 @@ def define_op(name: str, *, inputs, outputs, formulations: dict, axis_order, siz
 def _brute_force_vjp(forward: Op, wrt, upstream: str | None, names: dict):
     """``definition`` of a backward op: SymPy ``diff`` of ⟨dy, forward outputs⟩ (or of the loss)."""
     def definition(lengths, given):
-        axes = forward.reference.axes()
+        axes = value_axes(forward.reference)
         inputs = dict(given)
         for inp in forward.inputs:
             if inp.name not in inputs:     # an input the gradient does not read (β): fresh symbols

@@ -29,7 +29,7 @@ import sympy as sp
 from . import cache, polynomial
 from .op import Op
 from .program import Reduce
-from .symbolic import input_symbols, run_symbolic, xreplace_once
+from .symbolic import input_symbols, run_symbolic, value_axes, xreplace_once
 
 __all__ = ["is_zero", "ProofResult", "prove_op", "cache_dir", "cached_proof", "store_proof", "proof_data"]
 
@@ -294,13 +294,13 @@ class _Relabel:
         self.family: dict[sp.Symbol, tuple] = {}      # symbol -> (name, axes, idx), first role seen
         self.members: dict[tuple, sp.Symbol] = {}      # (name, axes, idx) -> symbol
         self._made: dict = {}
-        axes = op.reference.axes()
+        axes = value_axes(op.reference)
         for name, entries in inputs.items():
             for idx, sym in entries.items():
                 if isinstance(sym, sp.Symbol) and name in axes:
                     self._add(sym, (name, tuple(axes[name]), idx))
         for form in (op.reference, *forms):
-            form_axes = form.axes()
+            form_axes = value_axes(form)
             for step in form.steps:
                 if isinstance(step, Reduce) and step.op not in ("sum", "mean"):
                     step_axes = tuple(form_axes[step.name])
@@ -349,7 +349,7 @@ def _entries_equal(a: dict, b: dict, axes=(), relabel: _Relabel | None = None) -
 def _symbolic_inputs(op: Op, lengths: dict):
     """Every assignment of symbolic inputs at ``lengths``: one with real symbols when the op has no
     integer input, else one per combination of class ids (enumerated: ids select, they do not vary)."""
-    axes = op.reference.axes()
+    axes = value_axes(op.reference)
     inputs = {i.name: input_symbols(i.name, axes[i.name], lengths) for i in op.inputs if not i.integer}
     integer = [i for i in op.inputs if i.integer]
     if not integer:
@@ -400,7 +400,7 @@ def _prove_fresh(op: Op) -> ProofResult:
                 res = run_symbolic(inv.residual, lengths, {**inputs, **{o.name: outs[o.name] for o in op.outputs}},
                                    only=("r",))
                 zero = {idx: sp.Integer(0) for idx in res["r"]}
-                holds = holds and _entries_equal(res["r"], zero, inv.residual.axes()["r"],
+                holds = holds and _entries_equal(res["r"], zero, value_axes(inv.residual)["r"],
                                                  _Relabel(op, lengths, inputs, (inv.residual,)))
             proved_at.append((lengths, holds))
         invariants.append({"name": inv.name, "latex": inv.latex,

@@ -14,7 +14,7 @@ import math
 
 from .program import Delta, Elementwise, Formulation, OneHot, Reduce, Relabel, value_symbol
 
-__all__ = ["input_symbols", "run_symbolic"]
+__all__ = ["input_symbols", "run_symbolic", "value_axes", "xreplace_once"]
 
 Values = dict[str, dict[tuple[int, ...], sp.Expr]]
 
@@ -43,7 +43,7 @@ def run_symbolic(form: Formulation, lengths: dict[str, int], inputs: Values | No
     when the steps they do not depend on should be skipped (an invariant's residual without its error
     scale).
     """
-    axes = form.axes()
+    axes, reads = _layout(form)
     skip = set() if only is None else {st.name for st in form.steps} - _needed(form, only)
     values: Values = dict(inputs) if inputs else {}
     for inp in form.inputs:
@@ -63,7 +63,7 @@ def run_symbolic(form: Formulation, lengths: dict[str, int], inputs: Values | No
                     lengths = {**lengths, new: lengths[old]}
             continue
         if isinstance(step, Elementwise):
-            names = form.free_names(step)
+            names = reads[step.name]
             key = _step_key(step.expr, size_items, out_axes, lengths,
                             [(n, axes[n], values[n]) for n in names])
             result = _STEPS.pop(key, None)
@@ -123,13 +123,29 @@ def run_symbolic(form: Formulation, lengths: dict[str, int], inputs: Values | No
     return values
 
 
+def value_axes(form: Formulation) -> dict[str, tuple[str, ...]]:
+    """``form.axes()``, worked out once per formulation object (see :func:`_layout`); do not modify it."""
+    return _layout(form)[0]
+
+
+def _layout(form: Formulation) -> tuple[dict, dict]:
+    """``form.axes()`` and, per elementwise step, the names it reads (``form.free_names``): worked out once
+    per formulation object and kept on it (formulations are frozen; proofs ask for them for every size,
+    formulation and entry relabelling)."""
+    got = form.__dict__.get("_layout")
+    if got is None:
+        reads = {st.name: form.free_names(st) for st in form.steps if isinstance(st, Elementwise)}
+        got = form.__dict__["_layout"] = (form.axes(), reads)
+    return got
+
+
 def _needed(form: Formulation, names) -> set:
     """Names of the values ``names`` depend on (themselves included)."""
     wanted = set(names)
     for step in reversed(form.steps):
         if step.name in wanted:
             if isinstance(step, Elementwise):
-                wanted.update(form.free_names(step))
+                wanted.update(_layout(form)[1][step.name])
             elif not isinstance(step, Delta):
                 wanted.add(step.arg)
     return wanted
@@ -140,8 +156,8 @@ def _step_key(what, size_items: tuple, out_axes: tuple, lengths: dict, reads: li
     reduction and axes), the size substitutions, the output's axes and their lengths, and for every value
     read its name, axes, lengths and entries (SymPy expressions compare structurally, so two keys are equal
     only when the entries are the same expressions)."""
-    read = tuple((name, value_axes, tuple(lengths[a] for a in value_axes), tuple(entries.items()))
-                 for name, value_axes, entries in reads)
+    read = tuple((name, axes, tuple(lengths[a] for a in axes), tuple(entries.items()))
+                 for name, axes, entries in reads)
     return what, size_items, out_axes, tuple(lengths[a] for a in out_axes), read
 
 

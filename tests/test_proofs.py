@@ -225,3 +225,13 @@ def test_an_invariant_residual_is_run_without_the_steps_it_does_not_need():
     part = run_symbolic(form, {"k": 2}, only=("r",))
     assert part["r"] == full["r"] and full["r"][(0, 1)] == 0
     assert "scale" in full and "scale" not in part and "x_i" not in part     # Delta still knows i's length
+
+
+def test_value_axes_are_those_of_the_formulation_object_asked():
+    from dataclasses import replace
+    from derive.program import Reduce
+    from derive.symbolic import value_axes
+    form = _scaled_form()
+    assert value_axes(form) == form.axes() == {"x": ("k",), "y": ("k",)}
+    other = replace(form, steps=form.steps + (Reduce("t", "sum", "y", ("k",)),), outputs=("t",))
+    assert value_axes(other) == {"x": ("k",), "y": ("k",), "t": ()} and "t" not in value_axes(form)
