@@ -7,6 +7,7 @@ so proving it for an *arbitrary* shift is both easier and stronger than proving 
 from __future__ import annotations
 
 import itertools
+from functools import lru_cache
 
 import sympy as sp
 
@@ -18,11 +19,6 @@ __all__ = ["input_symbols", "run_symbolic", "value_axes", "xreplace_once"]
 
 Values = dict[str, dict[tuple[int, ...], sp.Expr]]
 
-#: Entries of one elementwise or reduction step, by what they are computed from (see :func:`_step_key`):
-#: the formulations, known mistakes, invariants and definition of one op share most of their steps
-#: (batch mean, variance, x̂ …), so each is built once per process.  Bounded; least recently used first out.
-_STEPS: dict = {}
-_STEPS_MAX = 2048
 
 
 def input_symbols(name: str, axes: tuple[str, ...], lengths: dict[str, int], *, integer: bool = False) -> dict:
@@ -63,42 +59,14 @@ def run_symbolic(form: Formulation, lengths: dict[str, int], inputs: Values | No
                     lengths = {**lengths, new: lengths[old]}
             continue
         if isinstance(step, Elementwise):
-            names = reads[step.name]
-            key = _step_key(step.expr, size_items, out_axes, lengths,
-                            [(n, axes[n], values[n]) for n in names])
-            result = _STEPS.pop(key, None)
-            if result is None:
-                expr = step.expr.subs(sizes)
-                result = {}
-                for idx in grid(out_axes):
-                    at = dict(zip(out_axes, idx))
-                    subs = {value_symbol(n): values[n][tuple(at[a] for a in axes[n])] for n in names}
-                    result[idx] = expr.xreplace(subs)
-            _remember(key, result)
-            values[step.name] = dict(result)
+            values[step.name] = dict(_elementwise(step.expr, size_items, out_axes, _lengths(lengths, out_axes),
+                                                  _reads(reads[step.name], axes, lengths, values)))
         elif isinstance(step, Reduce):
-            arg_axes = axes[step.arg]
             # a max is a fresh symbol named after the step; a sum or mean does not depend on the name
-            key = _step_key((step.op, step.over, step.name if step.op == "max" else ""), (), out_axes, lengths,
-                            [(step.arg, arg_axes, values[step.arg])])
-            result = _STEPS.pop(key, None)
-            if result is None:
-                count = 1
-                for a in step.over:
-                    count *= lengths[a]
-                result = {}
-                for idx in grid(out_axes):
-                    at = dict(zip(out_axes, idx))
-                    terms = [values[step.arg][full] for full in grid(arg_axes)
-                             if all(full[arg_axes.index(a)] == at[a] for a in out_axes)]
-                    if step.op == "sum":
-                        result[idx] = sp.Add(*terms)
-                    elif step.op == "mean":
-                        result[idx] = sp.Add(*terms) / count
-                    else:
-                        result[idx] = sp.Symbol("_".join([step.name, *map(str, idx)]), real=True)
-            _remember(key, result)
-            values[step.name] = dict(result)
+            values[step.name] = dict(_reduce(step.op, math.prod(_lengths(lengths, step.over)),
+                                             step.name if step.op == "max" else "", out_axes,
+                                             _lengths(lengths, out_axes),
+                                             _reads((step.arg,), axes, lengths, values)[0]))
         elif isinstance(step, Relabel):
             rename = dict(step.mapping)
             for old, new in step.mapping:
@@ -151,20 +119,49 @@ def _needed(form: Formulation, names) -> set:
     return wanted
 
 
-def _step_key(what, size_items: tuple, out_axes: tuple, lengths: dict, reads: list) -> tuple:
-    """Everything the entries of one step are computed from: ``what`` the step does (its expression, or
-    reduction and axes), the size substitutions, the output's axes and their lengths, and for every value
-    read its name, axes, lengths and entries (SymPy expressions compare structurally, so two keys are equal
-    only when the entries are the same expressions)."""
-    read = tuple((name, axes, tuple(lengths[a] for a in axes), tuple(entries.items()))
-                 for name, axes, entries in reads)
-    return what, size_items, out_axes, tuple(lengths[a] for a in out_axes), read
+def _lengths(lengths: dict, axes: tuple) -> tuple:
+    return tuple(lengths[a] for a in axes)
 
 
-def _remember(key: tuple, result: dict) -> None:
-    _STEPS[key] = result
-    if len(_STEPS) > _STEPS_MAX:
-        del _STEPS[next(iter(_STEPS))]
+def _reads(names, axes: dict, lengths: dict, values: Values) -> tuple:
+    """What a step reads, as a key: per value its name, axes, their lengths and its entries (SymPy
+    expressions compare structurally, so two keys are equal only when the entries are the same
+    expressions)."""
+    return tuple((n, axes[n], _lengths(lengths, axes[n]), tuple(values[n].items())) for n in names)
+
+
+# The entries of one elementwise or reduction step are a function of what the step does and what it reads
+# (the arguments below): the formulations, known mistakes, invariants and definition of one op share most
+# of their steps (batch mean, variance, x̂ …), so each is built once per process.  Callers copy the dict.
+
+@lru_cache(maxsize=2048)
+def _elementwise(expr: sp.Expr, size_items: tuple, out_axes: tuple, out_lengths: tuple, reads: tuple) -> dict:
+    expr = expr.subs(dict(size_items))
+    entries = {name: dict(items) for name, _, _, items in reads}
+    result = {}
+    for idx in itertools.product(*map(range, out_lengths)):
+        at = dict(zip(out_axes, idx))
+        subs = {value_symbol(n): entries[n][tuple(at[a] for a in axes)] for n, axes, _, _ in reads}
+        result[idx] = expr.xreplace(subs)
+    return result
+
+
+@lru_cache(maxsize=2048)
+def _reduce(op: str, count: int, name: str, out_axes: tuple, out_lengths: tuple, read: tuple) -> dict:
+    _, arg_axes, arg_lengths, items = read
+    entries = dict(items)
+    result = {}
+    for idx in itertools.product(*map(range, out_lengths)):
+        at = dict(zip(out_axes, idx))
+        terms = [entries[full] for full in itertools.product(*map(range, arg_lengths))
+                 if all(full[arg_axes.index(a)] == at[a] for a in out_axes)]
+        if op == "sum":
+            result[idx] = sp.Add(*terms)
+        elif op == "mean":
+            result[idx] = sp.Add(*terms) / count
+        else:
+            result[idx] = sp.Symbol("_".join([name, *map(str, idx)]), real=True)
+    return result
 
 
 def xreplace_once(expr: sp.Expr, rule: dict, done: dict) -> sp.Expr:
