@@ -52,8 +52,7 @@ def _no_frameworks_report():
     """frameworks.md (torch/JAX timings) is another part's subject and costs ~15 s per report here."""
     import numeric.report
     with pytest.MonkeyPatch.context() as mp:
-        if hasattr(numeric.report, "write_frameworks_report"):
-            mp.setattr(numeric.report, "write_frameworks_report", lambda *args, **kwargs: None)
+        mp.setattr(numeric.report, "start_frameworks_report", lambda *args, **kwargs: None)
         yield
 
 
