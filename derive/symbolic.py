@@ -7,18 +7,16 @@ so proving it for an *arbitrary* shift is both easier and stronger than proving 
 from __future__ import annotations
 
 import itertools
+import math
 from functools import lru_cache
 
 import sympy as sp
-
-import math
 
 from .program import Delta, Elementwise, Formulation, OneHot, Reduce, Relabel, value_symbol
 
 __all__ = ["input_symbols", "run_symbolic", "value_axes", "xreplace_once"]
 
 Values = dict[str, dict[tuple[int, ...], sp.Expr]]
-
 
 
 def input_symbols(name: str, axes: tuple[str, ...], lengths: dict[str, int], *, integer: bool = False) -> dict:
