@@ -104,6 +104,23 @@ def test_a_missing_variance_term_is_named_not_called_a_constant_factor():
     assert not result.ok and "variance treated as a constant" in result.diagnosis
 
 
+def bn_backward_unbiased_statistics(x, gamma, dy, eps):
+    """The biased (N) backward formula on statistics taken with np.var(ddof=1), as torch.var gives them."""
+    n = x.shape[0]
+    xc = x - x.mean(axis=0)
+    rstd = 1 / np.sqrt(x.var(axis=0, ddof=1) + eps)
+    xhat = xc * rstd
+    dbeta, dgamma = dy.sum(axis=0), (dy * xhat).sum(axis=0)
+    return gamma * rstd / n * (n * dy - dbeta - xhat * dgamma), dgamma, dbeta
+
+
+def test_statistics_of_one_correction_with_the_backward_of_the_other_are_named():
+    """Neither convention: σ from N − 1 with the backward formula for N — not "implements correction=1"
+    (whose backward differs by N/(N − 1) on the x̂·Σdy·x̂ term), but the mix, named."""
+    result = check_gradient(bn_backward_unbiased_statistics, "batchnorm_backward", dtype="float64")
+    assert not result.ok and "variance_correction_mixed" in result.diagnosis, result.diagnosis
+
+
 def test_every_convention_instance_is_proved():
     for name in ("cross_entropy_backward[labels=index,reduction=mean]", "cross_entropy_backward[label_smoothing=0.1]",
                  "batchnorm_backward[correction=1]", "batchnorm_backward[layout=nchw]",

@@ -234,6 +234,12 @@ def _mistakes(lay: Layout, correction: int) -> tuple:
          " variance, but this op normalises with the " + ("biased (N)" if other else "unbiased (N − 1)") +
          f" one (pass correction={other} if that is the convention you meant)",
          statistics("two_pass", lay.over, other) + NORMALIZE + affine + (_compact_dx(other),)),
+        ("variance_correction_mixed",
+         "your dx takes the " + ("unbiased (N − 1)" if other else "biased (N)") + " variance for σ and x̂ but the "
+         "backward formula of the " + ("biased (N)" if other else "unbiased (N − 1)") + " one (torch.var and "
+         "np.var(ddof=1) divide by N − 1): the forward statistics and the backward formula must use the same "
+         f"correction, here correction={correction}",
+         statistics("two_pass", lay.over, other) + NORMALIZE + affine + (_compact_dx(correction),)),
         ("eps_outside_sqrt", "your dx equals the batch-norm backward with ε outside the square root: "
          "1/(√var + ε) instead of 1/√(var + ε)",
          good + (Elementwise("rstd", 1 / (sp.sqrt(v("var")) + v("eps"))), Elementwise("xhat", v("xc") * v("rstd")))
