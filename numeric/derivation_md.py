@@ -16,8 +16,8 @@ def sizes_text(lengths_list) -> str:
 
 
 def derivation_markdown(op: Op, proof: ProofResult, *, heading: str = "##") -> str:
-    """The derivation steps, proof status per formulation, generic-size claims, invariants and the
-    generated numpy code of ``op``, as Markdown."""
+    """The derivation steps, proof status per formulation, generic-size claims, invariants, the known
+    mistakes shown to differ and the generated numpy code of ``op``, as Markdown."""
     out = [f"{heading} `{op.name}`", "", f"`{op.signature()}` — {op.summary}.", ""]
     if op.derivation:
         out += [f"{heading}# Derivation", ""]
@@ -26,7 +26,8 @@ def derivation_markdown(op: Op, proof: ProofResult, *, heading: str = "##") -> s
     status = "proved" if proof.proved else "NOT PROVED"
     out += [f"{heading}# Proof: {status}", "",
             "Each formulation is compared with `sympy.diff` of the forward definition, entry by entry "
-            "(normal form + `cancel`, no whole-matrix `simplify`).", "",
+            "(normal form + `cancel`, no whole-matrix `simplify`; an entry that an exchange of indices maps "
+            "onto another, leaving the definition the same expression, takes that entry's `diff` renamed).", "",
             "| formulation | computes | sizes proved | status |", "|---|---|---|---|"]
     for name, form in op.formulations.items():
         rows = proof.sizes[name]
@@ -47,6 +48,15 @@ def derivation_markdown(op: Op, proof: ProofResult, *, heading: str = "##") -> s
         for inv in proof.invariants:
             out.append(f"- {'proved' if inv['proved'] else 'FAILED'}: ${inv['latex'].strip()}$ ({inv['name']}; "
                        f"{sizes_text(inv['sizes'])})")
+        out.append("")
+    if proof.mistakes:
+        messages = {m.name: m.message for m in op.mistakes}
+        out += [f"{heading}# Known mistakes", "",
+                "Wrong formulations people write, each proved to differ from the definition at the sizes "
+                "above, with what `gradaudit check` says of a function that matches one.", ""]
+        for m in proof.mistakes:
+            out.append(f"- {'differs' if m['differs'] else 'NOT SHOWN TO DIFFER'}: `{m['name']}` — "
+                       f"{messages.get(m['name'], '')}")
         out.append("")
     out += [f"{heading}# Generated numpy code", "",
             "Lambdified from the SymPy steps above (`sympy.lambdify(..., cse=True)`); this is the code "

@@ -19,6 +19,16 @@ def test_derive_batchnorm_backward_shows_steps_proof_and_code(capsys):
     assert "NOT PROVED" not in out and "FAILED" not in out
 
 
+def test_derive_lists_every_known_mistake_with_its_verdict(capsys):
+    """``gradaudit derive`` (and the reports) list the op's catalogue of known mistakes, each shown to differ."""
+    from derive import get_op
+    assert main(["derive", "batchnorm_backward"]) == 0
+    out = capsys.readouterr().out
+    section = out.split("# Known mistakes", 1)[1].split("# Generated numpy code", 1)[0]
+    for m in get_op("batchnorm_backward").mistakes:
+        assert f"- differs: `{m.name}` — {m.message}" in section
+
+
 def test_list_names_every_op(capsys):
     from derive import OPS
     assert main(["list"]) == 0
