@@ -18,12 +18,11 @@ mistakes and domain hints; :func:`define_backward` derives its vector–Jacobian
 """
 from __future__ import annotations
 
-import itertools
 from typing import Callable, Iterable
 
 import sympy as sp
 
-from .op import DerivationStep, GenericClaim, Invariant, Mistake, Op, Param
+from .op import Invariant, Mistake, Op, Param
 from .program import Formulation, Input
 from .symbolic import input_symbols, run_symbolic, value_axes, xreplace_once
 from .vjp import vjp_formulation
