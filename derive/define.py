@@ -24,7 +24,7 @@ import sympy as sp
 
 from .op import Invariant, Mistake, Op, Param
 from .program import Formulation, Input
-from .symbolic import input_symbols, run_symbolic, value_axes, xreplace_once
+from .symbolic import input_symbols, run_symbolic, swap_renaming, value_axes, xreplace_once
 from .vjp import vjp_formulation
 
 __all__ = ["define_op", "define_backward", "invariant", "mistake", "instance_name", "DIFFERENTIABLE_ROLES"]
@@ -180,7 +180,12 @@ class _Symmetry:
     is not symmetric under σ (different expression after renaming) is differentiated entry by entry."""
 
     def __init__(self, total: sp.Expr, symbols: dict, axes: dict):
-        self.total, self.symbols, self.axes = total, symbols, axes
+        self.total = total
+        self.members: dict = {}              # (name, axes, idx) -> symbol, as derive.symbolic.swap_renaming takes
+        for name, entries in symbols.items():
+            for j, sym in entries.items():
+                if isinstance(sym, sp.Symbol):
+                    self.members[(name, tuple(axes[name]), j)] = sym
         self._made: dict = {}
 
     def of(self, axes, idx) -> tuple[dict, dict]:
@@ -191,23 +196,10 @@ class _Symmetry:
             return {}, {}
         if swap not in self._made:
             done: dict = {}
-            self._made[swap] = self._rename(dict(swap), done), done
+            rename = swap_renaming(self.members, swap)
+            symmetric = rename and xreplace_once(self.total, rename, done) == self.total
+            self._made[swap] = (rename if symmetric else {}), done
         return self._made[swap]
-
-    def _rename(self, to: dict, done: dict) -> dict:
-        def moved(a, j):
-            t = to.get(a)
-            return j if t is None else t if j == 0 else 0 if j == t else j
-        rename = {}
-        for name, entries in self.symbols.items():
-            for j, sym in entries.items():
-                k = tuple(moved(a, x) for a, x in zip(self.axes[name], j))
-                if k != j and isinstance(sym, sp.Symbol):
-                    rename[sym] = entries.get(k)
-        values = list(rename.values())
-        if not rename or len(set(values)) != len(values) or set(values) != set(rename):
-            return {}
-        return rename if xreplace_once(self.total, rename, done) == self.total else {}
 
 
 def define_backward(forward: Op, name: str, *, wrt: tuple[str, ...] | None = None, upstream: str | None = "dy",

@@ -29,7 +29,7 @@ import sympy as sp
 from . import cache, polynomial
 from .op import Op
 from .program import Reduce
-from .symbolic import input_symbols, run_symbolic, value_axes, xreplace_once
+from .symbolic import input_symbols, run_symbolic, swap_renaming, value_axes, xreplace_once
 
 __all__ = ["is_zero", "ProofResult", "prove_op", "cache_dir", "cached_proof", "store_proof", "proof_data"]
 
@@ -321,19 +321,7 @@ class _Relabel:
         if not swap:
             return {}
         if swap not in self._made:
-            to = dict(swap)
-
-            def moved(a, j):
-                t = to.get(a)
-                return j if t is None else t if j == 0 else 0 if j == t else j
-            rename = {}
-            for sym, (name, sym_axes, j) in self.family.items():
-                k = tuple(moved(a, x) for a, x in zip(sym_axes, j))
-                if k != j:
-                    rename[sym] = self.members.get((name, sym_axes, k))
-            values = list(rename.values())
-            permutation = None not in values and len(set(values)) == len(values) and set(values) == set(rename)
-            self._made[swap] = rename if permutation else {}
+            self._made[swap] = swap_renaming(self.members, swap)
         return self._made[swap]
 
 

@@ -14,7 +14,7 @@ import sympy as sp
 
 from .program import Delta, Elementwise, Formulation, OneHot, Reduce, Relabel, value_symbol
 
-__all__ = ["input_symbols", "run_symbolic", "value_axes", "xreplace_once"]
+__all__ = ["input_symbols", "run_symbolic", "value_axes", "xreplace_once", "swap_renaming"]
 
 Values = dict[str, dict[tuple[int, ...], sp.Expr]]
 
@@ -160,6 +160,26 @@ def _reduce(op: str, count: int, name: str, out_axes: tuple, out_lengths: tuple,
         else:
             result[idx] = sp.Symbol("_".join([name, *map(str, idx)]), real=True)
     return result
+
+
+def swap_renaming(members: dict, swap: tuple) -> dict:
+    """The simultaneous renaming of symbols that swaps index 0 with index ``i`` on each axis ``a`` of
+    ``swap`` (``((a, i), …)``), for every symbol of ``members`` (``{(name, axes, idx): symbol}``) carrying
+    that axis; ``{}`` when that map is not a permutation of the symbols of ``members`` (an index maps to
+    an element with no symbol)."""
+    to = dict(swap)
+
+    def moved(a, j):
+        t = to.get(a)
+        return j if t is None else t if j == 0 else 0 if j == t else j
+    rename = {}
+    for (name, axes, j), sym in members.items():
+        k = tuple(moved(a, x) for a, x in zip(axes, j))
+        if k != j:
+            rename[sym] = members.get((name, axes, k))
+    values = list(rename.values())
+    permutation = None not in values and len(set(values)) == len(values) and set(values) == set(rename)
+    return rename if permutation else {}
 
 
 def xreplace_once(expr: sp.Expr, rule: dict, done: dict) -> sp.Expr:
