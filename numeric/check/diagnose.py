@@ -20,7 +20,7 @@ from derive.registry import parametric_spec
 
 from ..evaluate import as_tuple, kernel
 from .judge import float64_inputs
-from .reduce import take_along
+from .reduce import axis_lengths, take_along
 from .result import Finding, WorstCase
 
 __all__ = ["diagnose"]
@@ -129,8 +129,7 @@ def _mixes_slices(op, inputs, judge) -> str:
     slices that never interact reach each other.  "" otherwise (or for a single slice, or more than
     :data:`MAX_SLICES`)."""
     axis = op.independent_axis
-    axes = {inp.name: tuple(inp.axes) for inp in op.inputs}
-    n = next((np.shape(a)[axes[inp.name].index(axis)] for inp, a in zip(op.inputs, inputs) if axis in inp.axes), 0)
+    n = axis_lengths(op, inputs).get(axis, 0)
     if not 2 <= n <= MAX_SLICES:
         return ""
     for i in range(n):

@@ -2,9 +2,8 @@
 
 Hypothesis shrinks the choices a strategy made, and an array's shape is among the first of them: a
 counterexample often keeps rows and features that take no part in the fault (a batch-norm input of
-20 × 3 whose fault sits in one column).  :func:`reduced` tries smaller inputs made from the
-counterexample itself and keeps each one on which the function still shows the same fault
-(:func:`reductions`):
+20 × 3 whose fault sits in one column).  :func:`reductions` tries smaller inputs made from the
+counterexample itself and keeps each one on which the function still shows the same fault:
 
 1. only the slice of the op's independent axis that holds the worst element (a row of a softmax, a
    feature of a batch norm: the exact values of a slice depend on that slice alone);
@@ -25,7 +24,7 @@ import numpy as np
 from .judge import judge_example
 from .result import Finding
 
-__all__ = ["reductions", "take_along", "MAX_TRIALS"]
+__all__ = ["reductions", "take_along", "axis_lengths", "MAX_TRIALS"]
 
 #: Judged candidates per finding, at most (each costs one example: milliseconds at these sizes).
 MAX_TRIALS = 60
@@ -38,7 +37,7 @@ def reductions(finding: Finding, fn, op, dtype, domain: dict, truths, shrink_fac
     if not finding.counterexample:
         return [finding]
     search = _Search(finding, fn, op, dtype, truths, shrink_factor)
-    lengths = _lengths(op, search.args)
+    lengths = axis_lengths(op, search.args)
     fixed = _tied_axes(op)
     independent = op.independent_axis
     if independent in lengths and independent not in fixed and lengths[independent] > 1:
@@ -85,8 +84,8 @@ class _Search:
         return True
 
 
-def _lengths(op, args) -> dict:
-    """{axis: length} read from the array inputs."""
+def axis_lengths(op, args) -> dict:
+    """{axis: length} read from ``args``, the arrays given for the inputs of ``op``."""
     lengths = {}
     for inp, a in zip(op.inputs, args):
         for axis, n in zip(inp.axes, np.shape(a)):
@@ -126,7 +125,7 @@ def take_along(op, args, axis: str, keep) -> list:
 def _ddmin(search: _Search, op, axis, smallest: int) -> None:
     """Drop chunks of indices along ``axis`` while the fault stays (chunks of half, then a quarter, … of
     what is left), keeping at least ``smallest`` of them."""
-    n = _lengths(op, search.args).get(axis, 0)
+    n = axis_lengths(op, search.args).get(axis, 0)
     keep = list(range(n))
     chunk = n // 2
     while chunk >= 1 and len(keep) > max(smallest, 1):
