@@ -140,6 +140,34 @@ def full_layout(array, labels, position: dict) -> np.ndarray:
     return np.reshape(array, full_shape(labels, np.shape(array), position))
 
 
+@lru_cache(maxsize=None)
+def _lambdified(args: tuple, expr: sp.Expr, backend: str):
+    """``sympy.lambdify(args, expr, cse=True)`` for ``backend`` (for the object backends, mapped over arrays
+    with ``numpy.frompyfunc``).  Made once per process for each (arguments, expression, backend): the
+    formulations of an op, and an op's convention instances, share most of their steps, and lambdify's
+    common-subexpression pass and printing are most of a kernel's construction time."""
+    if backend == "numpy":
+        return sp.lambdify(args, expr, modules="numpy", cse=True, printer=_DtypePreservingPrinter())
+    modules = [_NAMESPACES[backend](), "mpmath"] if backend in _NAMESPACES else "mpmath"
+    printer = _BallPrinter(_PRINTER_SETTINGS) if backend == "arb" else None
+    f = sp.lambdify(args, expr, modules=modules, cse=True, printer=printer)
+    return np.frompyfunc(f, len(args), 1) if args else f    # a constant step (no arguments) stays a plain call
+
+
+class _Lambdified(dict):
+    """A kernel's elementwise functions by step name, each lambdified (:func:`_lambdified`) when first read:
+    an engine that replaces some of them (:mod:`numeric.engines.arb_arrays`) never pays for those."""
+
+    def __init__(self, kernel: "Kernel", backend: str):
+        super().__init__()
+        self._kernel, self._backend = kernel, backend
+
+    def __missing__(self, name: str):
+        expr, args = self._kernel.lifted[name]
+        function = self[name] = _lambdified(tuple(args), expr, self._backend)
+        return function
+
+
 class Kernel:
     """A compiled formulation. ``kernel.run(*arrays)`` takes the inputs in their own (compact) shapes,
     already in the working dtype, and returns a tuple of the outputs in their compact shapes;
@@ -154,7 +182,7 @@ class Kernel:
         self.position = {a: i for i, a in enumerate(form.axis_order)}
         self.last_use = _last_uses(form)
         self.reads = {st.name: form.free_names(st) for st in form.steps if isinstance(st, Elementwise)}
-        self.functions = {}
+        self.functions = _Lambdified(self, backend)     # step name -> its function, made on first use
         self.constants = {}      # step name -> non-integer constants, in argument order
         self.lifted = {}         # step name -> (expression with constants as symbols, argument symbols)
         for step in form.steps:
@@ -168,15 +196,6 @@ class Kernel:
                 self.constants[step.name] = ([float(sp.N(c, 30)) for c in table] if backend == "numpy"
                                              else list(table))
                 self.lifted[step.name] = (expr, args)
-                if backend == "numpy":
-                    f = sp.lambdify(args, expr, modules="numpy", cse=True, printer=_DtypePreservingPrinter())
-                else:
-                    modules = [_NAMESPACES[backend](), "mpmath"] if backend in _NAMESPACES else "mpmath"
-                    printer = _BallPrinter(_PRINTER_SETTINGS) if backend == "arb" else None
-                    f = sp.lambdify(args, expr, modules=modules, cse=True, printer=printer)
-                    if args:                          # a constant step (no arguments) stays a plain call
-                        f = np.frompyfunc(f, len(args), 1)
-                self.functions[step.name] = f
 
     def _full_shape(self, labels, lengths):
         return full_shape(labels, lengths, self.position)

@@ -39,6 +39,9 @@ SCHEDULER_ENV = "GRADAUDIT_SCHEDULER"
 class Executor:
     """Runs ``fn`` over tasks; ``imap_unordered`` yields ``(index into tasks, result)`` as each finishes."""
     name = "executor"
+    #: Workers start as copies of this process when the first tasks are handed out (what it holds then, they
+    #: share instead of each building it again).
+    forks = False
 
     def imap_unordered(self, fn: Callable, tasks: list) -> Iterator[tuple[int, object]]:
         raise NotImplementedError
@@ -107,10 +110,13 @@ class LocalProcesses(Executor):
     error, terminates the workers at once instead of letting them finish their chunks."""
 
     def __init__(self, jobs: int):
+        import multiprocessing
+
         if not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs must be an integer ≥ 1; got {jobs!r}")
         self.jobs = jobs
         self.name = f"{jobs} local processes"
+        self.forks = multiprocessing.get_start_method() == "fork"     # (Python ≥ 3.14: forkserver on Linux)
         self._pool = None
 
     def imap_unordered(self, fn, tasks):

@@ -102,6 +102,11 @@ def _matplotlib():
     return Figure, LogLocator, NullLocator, FuncFormatter
 
 
+def prepare_drawing() -> None:
+    """Import matplotlib now (before worker processes fork, so that they share it)."""
+    _matplotlib()
+
+
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 

@@ -901,6 +901,22 @@ def _plan(families, config: ReportConfig) -> list[tuple]:
     return tasks
 
 
+def _prepare_workers(tasks: list[tuple]) -> None:
+    """Before worker processes fork: what each of them would otherwise do again on its own, done once here —
+    build the kernels of every op with sweep points (one float64 point each: the formulations', the certified
+    reference's and the sensitivities'), import matplotlib when there are points to draw, and the part of
+    SymPy that ``simplify`` imports on first use."""
+    kinds = {kind for kind, _ in tasks}
+    if "proofs" in kinds:
+        import sympy.physics.units  # noqa: F401  (imported by sympy.simplify on its first call)
+    if "points" in kinds:
+        from .figures import prepare_drawing
+        prepare_drawing()
+        firsts = {t[0]: t for kind, group in reversed(tasks) if kind == "points" for t in reversed(group)}
+        for op, magnitude, _, seed, sample in firsts.values():
+            _point_task((op, magnitude, "float64", seed, sample))
+
+
 def _keep(task: tuple, value) -> None:
     """File a task's result where the renderers look for it (and in the disk cache)."""
     kind, arg = task
@@ -970,6 +986,8 @@ def _write_set(families, config: ReportConfig) -> list[Path]:
         frameworks_run = start_frameworks_report(config.out, dtypes=config.dtypes, seed=config.seed)
         with frameworks_run or nullcontext(), get_executor(None, config.jobs) as executor:
             tasks = _plan(families, config)
+            if getattr(executor, "forks", False):
+                _prepare_workers(tasks)
             progress = _Progress(len(tasks), config.progress, "report tasks")
             running = executor.start(_work, tasks)
             # while the workers run: the hand-written thresholds and torch's kernels, in this process

@@ -119,3 +119,34 @@ def test_bad_input_names_the_argument(op, args, kwargs, exc, words):
         numeric.evaluate(op, *args, **kwargs)
     for w in words:
         assert w in str(info.value)
+
+
+def test_a_kernel_lambdifies_each_step_when_first_used_and_once_per_process():
+    from derive import Elementwise, Kernel, get_op
+    form = get_op("softmax").stable_formulation
+    first, second = Kernel(form, "numpy"), Kernel(form, "numpy")
+    assert len(first.functions) == 0                    # nothing lambdified before a run needs it
+    z = np.array([[1.0, 2.0, 3.0]])
+    np.testing.assert_array_equal(first(z), second(z))
+    steps = [s.name for s in form.steps if isinstance(s, Elementwise)]
+    assert set(first.functions) == set(steps)
+    assert all(first.functions[s] is second.functions[s] for s in steps)     # the same function object
+
+
+def test_an_arb_array_kernel_never_makes_the_per_element_functions_it_replaces(monkeypatch):
+    import dataclasses
+
+    from derive import Elementwise, codegen, get_op
+    from numeric.engines import arb_arrays
+    made = []
+    real = codegen._lambdified
+    monkeypatch.setattr(codegen, "_lambdified", lambda args, expr, backend: made.append(backend) or
+                        real(args, expr, backend))
+    form = dataclasses.replace(get_op("softmax").reference)         # a new object: not in array_kernel's cache
+    kernel = arb_arrays.array_kernel(form)
+    steps = [s.name for s in form.steps if isinstance(s, Elementwise)]
+    functions = [kernel.functions[s] for s in steps]
+    assert functions and made == []
+    for name, function in zip(steps, functions):
+        expr, args = kernel.lifted[name]
+        assert function is arb_arrays._on_arrays(tuple(args), expr)

@@ -242,3 +242,27 @@ def test_a_figure_is_the_same_bytes_when_drawn_again_and_after_another_figure():
     first = draw_png(job)
     draw_png(other)
     assert first.startswith(b"\x89PNG") and draw_png(job) == first
+
+
+
+PREPARED = """
+import json, sys
+from numeric import report
+kernel = sys.modules["numeric.evaluate"].kernel
+from numeric.executors import LocalProcesses
+tasks = [("proofs", ("softmax",)), ("points", [("cross_entropy", 10.0, "float16", 0, ())])]
+modules = ("matplotlib", "sympy.physics.units")
+before = [name in sys.modules for name in modules]
+report._prepare_workers(tasks)
+print(json.dumps([before, [name in sys.modules for name in modules], kernel.cache_info().currsize,
+                  LocalProcesses(2).forks]))
+"""
+
+
+def test_what_every_worker_needs_is_made_once_before_they_fork():
+    """Workers fork from the parent: matplotlib (for the figures), the part of SymPy that ``simplify``
+    imports and the kernels of the ops with sweep points are made there, once, not in each worker."""
+    proc = subprocess.run([sys.executable, "-c", PREPARED], capture_output=True, text=True, check=True)
+    before, after, kernels, forks = json.loads(proc.stdout)
+    assert before == [False, False] and after == [True, True]
+    assert kernels >= len(get_op("cross_entropy").formulations) and forks

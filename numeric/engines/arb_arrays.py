@@ -14,6 +14,7 @@ both in one pass for the common case (every ball certified), stopping at the fir
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import flint
 import mpmath
@@ -35,10 +36,18 @@ FUNCTIONS = {"exp": arb.exp, "log": arb.log, "sqrt": arb.sqrt, "erf": arb.erf, "
              "tanh": arb.tanh, "log1p": arb.log1p, "expm1": arb.expm1, "sin": arb.sin, "cos": arb.cos}
 
 
+@lru_cache(maxsize=None)
 def _namespace() -> dict:
     ns = {name: np.frompyfunc(f, 1, 1) for name, f in FUNCTIONS.items()}
     ns.update({"mpf": arb, "fabs": np.abs, "_ipow": _ipow})
     return ns
+
+
+@lru_cache(maxsize=None)
+def _on_arrays(args: tuple, expr: sp.Expr):
+    """``expr`` lambdified over object arrays of balls (once per process for each arguments and expression:
+    formulations and convention instances share steps)."""
+    return sp.lambdify(args, expr, modules=[_namespace()], cse=True, printer=_BallPrinter(_PRINTER_SETTINGS))
 
 
 def _vectorisable(expr: sp.Expr) -> bool:
@@ -56,13 +65,11 @@ def array_kernel(form: Formulation) -> Kernel:
     if cached is not None and cached[0] is form:
         return cached[1]
     kernel = Kernel(form, "arb")
-    namespace = _namespace()
     for step in form.steps:
         if isinstance(step, Elementwise):
             expr, args = kernel.lifted[step.name]     # closed constants (π, √2) are arguments, made per precision
             if _vectorisable(expr):
-                kernel.functions[step.name] = sp.lambdify(args, expr, modules=[namespace], cse=True,
-                                                          printer=_BallPrinter(_PRINTER_SETTINGS))
+                kernel.functions[step.name] = _on_arrays(tuple(args), expr)
     _KERNELS[id(form)] = (form, kernel)
     return kernel
 
