@@ -16,7 +16,6 @@ are drawn by the workers last.  So the bytes do not depend on ``jobs`` or on wha
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sys
@@ -36,6 +35,7 @@ from derive.cache import cache_dir
 
 from derive.atomic import write_bytes, write_text
 from .derivation_md import derivation_markdown
+from .digest import source_digest
 from .dtypes import DTYPES, finfo, resolve_dtype
 from .figures import cached_png, draw_png, figure_job, store_png
 from .frameworks_report import FRAMEWORKS_INDEX_LINE, start_frameworks_report
@@ -81,17 +81,6 @@ class ReportConfig:
     seed: int = 0
     jobs: int = 1
     progress: bool = False
-
-
-def source_digest() -> str:
-    """SHA-256 over the source files of ``derive`` and ``numeric``: what the reports depend on."""
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for package in ("derive", "numeric"):
-        for path in sorted((root / package).rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()
 
 
 def _run_digest() -> str:
