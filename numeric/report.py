@@ -1,4 +1,4 @@
-"""``gradaudit report``: one Markdown report per op family, plus ``index.md`` and PNG figures.
+"""``gradaudit report``: one Markdown report per op family, plus ``index.md`` and SVG figures.
 
 Everything in a report is computed here, from a seed: derivations and proofs (``derive``), sweeps of
 every formulation × dtype against the certified reference, thresholds by bisection, the batch-norm ε
@@ -37,7 +37,7 @@ from derive.atomic import write_bytes, write_text
 from .derivation_md import derivation_markdown
 from .digest import source_digest
 from .dtypes import DTYPES, finfo, resolve_dtype
-from .figures import cached_png, draw_png, figure_job, store_png
+from .figures import cached_svg, draw_svg, figure_job, store_svg
 from .frameworks_report import FRAMEWORKS_INDEX_LINE, start_frameworks_report
 from .report_set import replaced_as_a_whole, set_files
 from .sweep import SUMMARY_KEYS, sample_inputs, sweep_point
@@ -432,7 +432,7 @@ def _logit_report(family: str, config: ReportConfig, thresholds: list[Threshold]
     for op in FAMILIES[family]:
         series = _series(results, [t for t in tasks if t[0] == op])
         lines += _error_section(
-            f"### `{op}`", series, config, figure=f"{op}_error_vs_logit.png", xlabel="logit magnitude M",
+            f"### `{op}`", series, config, figure=f"{op}_error_vs_logit.svg", xlabel="logit magnitude M",
             title=f"{op}: error vs logit magnitude", vlines=vlines, xname="M",
             caption=f"{op}: bits of error (log2(1 + max ULPs)) against logit magnitude M, one panel per dtype; "
                     "dotted lines are ln(max) of the dtype.")
@@ -460,7 +460,7 @@ def _batchnorm_report(config: ReportConfig, thresholds: list[Threshold]) -> str:
     for op in BATCHNORM_SWEPT:
         series = _series(results, [t for t in ratio_tasks if t[0] == op])
         lines += _error_section(
-            f"### `{op}`", series, config, figure=f"{op}_error_vs_mean_over_std.png", xlabel="mean / std",
+            f"### `{op}`", series, config, figure=f"{op}_error_vs_mean_over_std.svg", xlabel="mean / std",
             title=f"{op}: error vs mean/std", vlines=one_pass, xname="mean/std",
             caption=f"{op}: bits of error against the mean/std ratio of each feature, one panel per dtype; "
                     "dotted lines mark where the one-pass variance breaks (the thresholds below).")
@@ -488,7 +488,7 @@ def _eps_section(results, eps_tasks, thresholds, config) -> list[str]:
                          x=lambda task: dict(task[4])["variance"])
         vl = {d: [(float(np.asarray(e, dtype=resolve_dtype(d))), f"ε={e:g}") for e in EPS_STUDY] for d in dtypes}
         lines += _error_section(
-            f"### `{op}` against the variance (mean 1)", series, config, figure=f"{op}_error_vs_variance.png",
+            f"### `{op}` against the variance (mean 1)", series, config, figure=f"{op}_error_vs_variance.svg",
             xlabel="variance of the feature", title=f"{op}: error vs variance, ε = 1e-5 / 1e-3", vlines=vl,
             xname="variance",
             caption=f"{op}: bits of error against the feature variance (mean 1) for ε = 1e-5 (solid) and "
@@ -644,7 +644,7 @@ def _generic_report(family: str, config: ReportConfig) -> tuple[str, list[Thresh
         vlines = {t.dtype: [(t.found[1], t.name.split("`")[1] + " breaks")] for t in thresholds
                   if t.name.startswith(f"{op} `") and "−m" not in t.name}
         lines += _error_section(
-            f"### `{op}`", series, config, figure=f"{op}_error_vs_{'mean_over_std' if role == 'activations' else 'magnitude'}.png",
+            f"### `{op}`", series, config, figure=f"{op}_error_vs_{'mean_over_std' if role == 'activations' else 'magnitude'}.svg",
             xlabel=xlabel, title=f"{op}: error vs {xlabel}", vlines=vlines, xname=xname,
             caption=f"{op}: bits of error (log2(1 + max ULPs)) against {xlabel} ({_g(magnitudes[0])} to "
                     f"{_g(magnitudes[-1])}), one panel per dtype; dotted lines mark where a formulation first "
@@ -828,7 +828,7 @@ POINTS_PER_TASK = 17
 def _work(task: tuple):
     """One piece of a report set's work, run by an executor (module level, plain data in and out):
     ("proofs", [ops]) → their proof data; ("points", [sweep tasks]) → their summaries; ("thresholds", (op,
-    dtypes)) → thresholds as dicts; ("audit", None) → the tutorial's audit; ("figure", job) → PNG bytes."""
+    dtypes)) → thresholds as dicts; ("audit", None) → the tutorial's audit; ("figure", job) → SVG bytes."""
     kind, arg = task
     if kind == "proofs":
         return [proof_data(prove_op(get_op(name), use_cache=False)) for name in arg]
@@ -839,7 +839,7 @@ def _work(task: tuple):
     if kind == "audit":
         return _audit_tutorial()
     if kind == "figure":
-        return draw_png(arg)
+        return draw_svg(arg)
     raise ValueError(f"unknown report task {kind!r}")
 
 
@@ -926,22 +926,22 @@ def _keep(task: tuple, value) -> None:
 def _figure(path: Path, job: dict) -> None:
     """Write the figure ``job`` at ``path``: from the disk cache, or drawn now, or — while a run collects
     figures — drawn later by a worker (:func:`_draw_figures`)."""
-    png = cached_png(job)
-    if png is None and _RUN["figures"] is not None:
+    svg = cached_svg(job)
+    if svg is None and _RUN["figures"] is not None:
         _RUN["figures"].append((path, job))
         return
-    if png is None:
-        png = draw_png(job)
-        store_png(job, png)
-    write_bytes(path, png)
+    if svg is None:
+        svg = draw_svg(job)
+        store_svg(job, svg)
+    write_bytes(path, svg)
 
 
 def _draw_figures(executor, progress) -> None:
     pending = _RUN["figures"] or []
-    for i, png in executor.imap_unordered(_work, [("figure", job) for _, job in pending]):
+    for i, svg in executor.imap_unordered(_work, [("figure", job) for _, job in pending]):
         path, job = pending[i]
-        store_png(job, png)
-        write_bytes(path, png)
+        store_svg(job, svg)
+        write_bytes(path, svg)
         progress.step()
 
 

@@ -1,4 +1,4 @@
-"""Report figures: the same job gives the same PNG bytes whatever was drawn before it in the process."""
+"""Report figures: the same job gives the same SVG bytes whatever was drawn before it in the process."""
 import math
 
 import pytest
@@ -44,17 +44,17 @@ def figure_job_of_four(shift: int = 0, vlines=None) -> dict:
 
 def _fresh(job) -> bytes:
     figures._figures().clear()
-    return figures.draw_png(job)
+    return figures.draw_svg(job)
 
 
 def test_a_figure_is_the_same_bytes_whatever_was_drawn_before_it():
     jobs = _jobs()
     fresh = [_fresh(job) for job in jobs]
-    assert len(set(fresh)) == len(jobs) and all(figures._is_png(png) for png in fresh)
+    assert len(set(fresh)) == len(jobs) and all(figures._is_svg(svg) for svg in fresh)
     for order in ([0, 1, 2, 3, 4, 3, 2, 1, 0], [4, 3, 3, 1, 0, 2, 0, 1, 4, 2]):
         figures._figures().clear()
         for i in order:
-            assert figures.draw_png(jobs[i]) == fresh[i], (order, i)
+            assert figures.draw_svg(jobs[i]) == fresh[i], (order, i)
 
 
 def test_a_drawing_that_fails_is_not_reused():
@@ -63,9 +63,9 @@ def test_a_drawing_that_fails_is_not_reused():
     broken = figures.figure_job({"naive": {"float16": [(1.0, {"max_bits": 1.0})]}}, ("float16", "float32"),
                                 xlabel="x", title="missing pct_nonfinite", vlines=None)
     with pytest.raises(KeyError):
-        figures.draw_png(broken)
+        figures.draw_svg(broken)
     assert 2 not in figures._figures()
-    assert figures.draw_png(jobs[0]) == fresh
+    assert figures.draw_svg(jobs[0]) == fresh
 
 
 def test_threads_drawing_at_once_each_get_the_bytes_of_a_new_figure():
@@ -76,5 +76,21 @@ def test_threads_drawing_at_once_each_get_the_bytes_of_a_new_figure():
     fresh = [_fresh(job) for job in jobs]
     order = [0, 1, 2, 3, 4] * 4
     with ThreadPoolExecutor(4) as pool:
-        got = list(pool.map(lambda i: figures.draw_png(jobs[i]), order))
+        got = list(pool.map(lambda i: figures.draw_svg(jobs[i]), order))
     assert got == [fresh[i] for i in order]
+
+
+def test_words_stay_text_and_no_id_or_date_depends_on_the_process():
+    """Axis labels and titles are SVG text (searchable, sharp at any size); no date or matplotlib version
+    is written, and element ids come from a fixed salt, so another process draws the same bytes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    svg = _fresh(_jobs()[0]).decode()
+    assert ">bits of error  log2(1 + max ULPs)</text>" in svg and ">10⁰</text>" in svg
+    assert "<dc:date>" not in svg and "Matplotlib v" not in svg
+    code = ("import sys; sys.path.insert(0, 'tests'); import test_figures as t; "
+            "sys.stdout.buffer.write(t._fresh(t._jobs()[0]))")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
+                           cwd=Path(__file__).resolve().parent.parent).stdout
+    assert other == svg.encode()

@@ -183,16 +183,16 @@ def test_wrong_sweep_points_and_empty_figures_in_the_cache_do_not_change_the_rep
 
 
 def test_an_intact_entry_whose_value_cannot_be_right_is_rejected(cache, capsys):
-    """Well-formed, correct digests, but a sweep point with no formulations / a PNG that is not one."""
+    """Well-formed, correct digests, but a sweep point with no formulations / an SVG that is not whole."""
     from derive import cache as disk
-    from numeric.figures import _is_png
+    from numeric.figures import _is_svg
     from numeric.report import _valid_sweep
     path = cache / "x.json"
     task = ("softmax", 1.0, "float32", 0, ())
     disk.store(path, "sweep point", "inputs", b"[]")
     assert disk.load(path, "sweep point", "inputs", validate=_valid_sweep(task)) is None
-    disk.store(path, "figure", "inputs", b"\x89PNG\r\n\x1a\n")
-    assert disk.load(path, "figure", "inputs", validate=_is_png) is None
+    disk.store(path, "figure", "inputs", b"<?xml version=\"1.0\"?><svg>")
+    assert disk.load(path, "figure", "inputs", validate=_is_svg) is None
     assert disk.load(path, "figure", "other inputs") is None
     assert capsys.readouterr().err.count(str(path)) == 3
 

@@ -38,7 +38,7 @@ def test_committed_reports_are_from_the_current_source():
 def test_committed_reports_reference_only_existing_figures_and_prove_everything():
     for path in COMMITTED.glob("*.md"):
         text = path.read_text()
-        for figure in re.findall(r"\(figures/([^)]+\.png)\)", text):
+        for figure in re.findall(r"\(figures/([^)]+\.svg)\)", text):
             assert (COMMITTED / "figures" / figure).is_file(), figure
         assert "NOT PROVED" not in text and "FAILED" not in text
         assert "| NO |" not in text, f"{path.name}: a threshold disagrees with its analytic value"
@@ -57,7 +57,7 @@ def test_same_seed_gives_the_same_bytes_serial_or_parallel(two_runs):
     first, second = two_runs
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
-    assert any(str(f).endswith(".png") for f in files)
+    assert any(str(f).endswith(".svg") for f in files)
     for f in files:
         assert (first / f).read_bytes() == (second / f).read_bytes(), f
 
@@ -104,10 +104,10 @@ def test_generic_family_report_has_derivations_table_figure_and_generated_prose(
         for form in get_op(op).formulations:
             assert f"| `{form}` | float32 |" in text           # one table row per formulation
     assert "Proof: proved" in text and "NOT PROVED" not in text
-    figures = re.findall(r"\(figures/([^)]+\.png)\)", text)
+    figures = re.findall(r"\(figures/([^)]+\.svg)\)", text)
     assert len(figures) == len(FAMILIES[family])
     for figure in figures:
-        assert (generic_run / "figures" / figure).read_bytes().startswith(b"\x89PNG")
+        assert (generic_run / "figures" / figure).read_bytes().startswith(b"<?xml")
     assert text.count("**Measured.**") == len(FAMILIES[family])
     index = (generic_run / "index.md").read_text()
     assert f"[{family}]({family}.md)" in index
@@ -191,7 +191,7 @@ def test_a_user_family_gets_a_report(gelu, tmp_path):
     write_reports(["gelu"], ReportConfig(out=tmp_path, dtypes=("float32",), seed=0))
     text = (tmp_path / "gelu.md").read_text()
     assert "## `gelu_backward`" in text and "Proof: proved" in text and "**Measured.**" in text
-    assert (tmp_path / "figures" / "gelu_backward_error_vs_magnitude.png").is_file()
+    assert (tmp_path / "figures" / "gelu_backward_error_vs_magnitude.svg").is_file()
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["families"] == ["gelu"]
 
@@ -232,16 +232,16 @@ def test_log_axis_tick_labels_are_plain_text_powers_of_ten():
 
 def test_a_figure_is_the_same_bytes_when_drawn_again_and_after_another_figure():
     """Nothing carries over from one figure to the next in a worker: serial and parallel runs agree."""
-    from numeric.figures import draw_png, figure_job
+    from numeric.figures import draw_svg, figure_job
     point = {"max_bits": 3.0, "pct_nonfinite": 0}
     job = figure_job({"naive": {"float16": [(1.0, point), (10.0, {**point, "max_bits": 7.5})],
                                 "float32": [(1.0, point), (1e3, {"max_bits": 1.0, "pct_nonfinite": 50})]}},
                      ("float16", "float32"), xlabel="M", title="t", vlines={"float16": [(5.0, "M = 5")]})
     other = figure_job({"shifted eps=1e-03": {"float64": [(1e-6, point), (1e6, point)]}}, ("float64",),
                        xlabel="x", title="other", vlines=None)
-    first = draw_png(job)
-    draw_png(other)
-    assert first.startswith(b"\x89PNG") and draw_png(job) == first
+    first = draw_svg(job)
+    draw_svg(other)
+    assert first.startswith(b"<?xml") and draw_svg(job) == first
 
 
 
