@@ -197,14 +197,50 @@ def _cmd_audit(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    import os
     from pathlib import Path
+
+    from .dtypes import DTYPES
+    from .report_set import OutputError, check_output_dir
+
+    dtypes = tuple(dict.fromkeys(d.strip() for d in args.dtypes.split(",") if d.strip()))   # each once
+    bad = [d for d in dtypes if d not in DTYPES]
+    if bad or not dtypes:
+        raise UsageError(f"--dtypes must be a comma-separated list of {', '.join(DTYPES)}; got {args.dtypes!r}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be ≥ 1; got {args.jobs}")
+    out = Path(args.out)
+    try:
+        check_output_dir(out)                 # before any computation; write_reports checks again
+    except OutputError as exc:
+        raise UsageError(str(exc)) from None
+    started = _start_frameworks_report(dtypes, args.seed)
+    try:
+        return _write_reports(args, dtypes, out, started)
+    finally:
+        if started is not None:
+            started.close()                   # its child, unless the report adopted it (usage error, Ctrl-C)
+
+
+def _start_frameworks_report(dtypes, seed):
+    """The frameworks report's cache lookup, and JAX's child when it misses (``numeric.frameworks_start``),
+    begun before ``numeric.report`` is imported (SymPy, ~0.6 s in this process alone) so the child runs on
+    the core those imports leave idle; the report adopts it.  None when neither framework is installed, or
+    when ``numeric.report`` is imported already (no import left to overlap; the report starts the child
+    itself, and a test's stub of its ``start_frameworks_report`` keeps it from starting at all)."""
+    if "numeric.report" in sys.modules:
+        return None
+    from .frameworks_start import start
+
+    return start(dtypes, seed)
+
+
+def _write_reports(args, dtypes, out, started) -> int:
+    import os
 
     from derive import OPS
 
-    from .dtypes import DTYPES
     from .report import FAMILIES, ReportConfig, write_reports
-    from .report_set import OutputError, check_output_dir
+    from .report_set import OutputError
 
     families = []
     for name in args.ops or list(FAMILIES):
@@ -213,18 +249,10 @@ def _cmd_report(args) -> int:
             raise UsageError(f"report OP must be one of {', '.join(dict.fromkeys([*FAMILIES, *OPS]))}; got {name!r}")
         if family not in families:
             families.append(family)
-    dtypes = tuple(dict.fromkeys(d.strip() for d in args.dtypes.split(",") if d.strip()))   # each once
-    bad = [d for d in dtypes if d not in DTYPES]
-    if bad or not dtypes:
-        raise UsageError(f"--dtypes must be a comma-separated list of {', '.join(DTYPES)}; got {args.dtypes!r}")
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be ≥ 1; got {args.jobs}")
-    out = Path(args.out)
     progress = sys.stderr.isatty() and not os.environ.get("CI")
     try:
-        check_output_dir(out)                 # before any computation; write_reports checks again
         written = write_reports(families, ReportConfig(out=out, dtypes=dtypes, seed=args.seed, jobs=args.jobs,
-                                                       progress=progress))
+                                                       progress=progress, frameworks_started=started))
     except OutputError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:

@@ -29,11 +29,13 @@ import numpy as np
 import derive
 
 from . import frameworks_jax
-from .adapters import jax_arrays, torch_tensors
+from .adapters import torch_tensors
 from .adapters.pairing import backward_of, vjp_plan
 from .condition import condition_numbers
 from .dtypes import DTYPES, finfo, resolve_dtype
 from .evaluate import as_tuple, evaluate
+from .frameworks_start import JAX_KERNELS, LOGIT_MAGNITUDES, is_float as _is_float, jax_tasks as _jax_tasks
+from .frameworks_start import kernel_inputs as _inputs, logits as _logits, spawn_jax_child, start as _start, stop_child
 from .metrics import error_metrics
 from .reference import reference
 
@@ -44,7 +46,6 @@ __all__ = ["FRAMEWORKS_INDEX_LINE", "KernelCase", "torch_cases", "jax_cases", "m
 FRAMEWORKS_INDEX_LINE = ("\n## Framework kernels\n\n[frameworks.md](frameworks.md): the installed frameworks' own softmax, "
                          "log-softmax, cross-entropy, batch-norm and layer-norm kernels and their autograd backward "
                          "passes, measured against the certified reference per dtype.\n")
-LOGIT_MAGNITUDES = (1.0, 10.0, 100.0, 1e4)
 MEAN_OVER_STD = (1.0, 100.0, 1e4)
 CERTIFY_BITS = 83
 
@@ -68,11 +69,6 @@ def _mp_certified(fn, args) -> list:
             if abs(x - y) > abs(y) * mpmath.mpf(2) ** -CERTIFY_BITS:
                 raise ArithmeticError("mpmath reference did not settle between 256 and 512 bits")
     return hi
-
-
-def _is_float(a) -> bool:
-    """A floating-point numpy array of any of the four dtypes (bfloat16 has kind 'V')."""
-    return isinstance(a, np.ndarray) and a.dtype in DTYPES.values()
 
 
 def _rows(a):
@@ -157,10 +153,6 @@ def _registered(name: str) -> str:
         return ""
 
 
-def _logits(m, rng):
-    return (m * rng.standard_normal((4, 8)),)
-
-
 def _centred(shape):
     def make(m, rng):
         x = m + rng.standard_normal(shape)
@@ -199,24 +191,20 @@ def torch_cases() -> list[KernelCase]:
 
 
 def jax_cases() -> list[KernelCase]:
-    """JAX's kernels (building the list does not import JAX; running a case does).  The forwards are
-    module-level functions of :mod:`numeric.frameworks_jax`, so a case's kernel pickles to a child."""
+    """JAX's kernels, :data:`numeric.frameworks_start.JAX_KERNELS` in that order, with gradaudit's ops
+    (building the list does not import JAX; running a case does).  The forwards are module-level
+    functions of :mod:`numeric.frameworks_jax`, so a case's kernel pickles to a child."""
     log_softmax_op = _registered("log_softmax")
-    return [
-        KernelCase("jax", "jax.nn.softmax(z, axis=1)", frameworks_jax.softmax, _logits, (0,),
-                   LOGIT_MAGNITUDES, "M", op="softmax"),
-        KernelCase("jax", "jax.nn.log_softmax(z, axis=1)", frameworks_jax.log_softmax, _logits,
-                   (0,), LOGIT_MAGNITUDES, "M", op=log_softmax_op, exact_forward=_mp_log_softmax,
-                   exact_backward=_mp_log_softmax_backward,
-                   note="" if log_softmax_op else "exact values from mpmath in this module (gradaudit has no such op yet)"),
-    ]
+    own = "exact values from mpmath in this module (gradaudit has no such op yet)"
+    ops = {"jax.nn.softmax(z, axis=1)": {"op": "softmax"},
+           "jax.nn.log_softmax(z, axis=1)": {"op": log_softmax_op, "exact_forward": _mp_log_softmax,
+                                             "exact_backward": _mp_log_softmax_backward,
+                                             "note": "" if log_softmax_op else own}}
+    return [KernelCase("jax", k.label, k.forward, k.args, k.diff, k.magnitudes, "M", **ops[k.label])
+            for k in JAX_KERNELS]
 
 
 # ---------------------------------------------------------------- running a kernel
-
-def _round(args, dt):
-    return tuple(a.astype(dt) if _is_float(a) else a for a in args)
-
 
 def _run_torch(case, args, dt, seed, device):
     """(forward outputs, gradients of ``case.diff``, upstream gradients) as numpy arrays of the dtypes torch
@@ -332,16 +320,6 @@ def _summary(gots, refs, kappas, dt) -> dict:
     return {"max_ulps": float(ulps.max()) if ulps.size else math.nan,
             "over_kappa_u": float(judged.max()) if judged.size else math.nan,
             "inf": inf, "nan": nan, "flush": flush}
-
-
-def _inputs(case: KernelCase, dt, magnitude: float, seed: int):
-    """The case's inputs at ``magnitude`` rounded to ``dt``, or None when some overflow ``dt``."""
-    args = case.args(magnitude, np.random.default_rng(seed))
-    with np.errstate(over="ignore"):
-        rounded = _round(args, dt)
-    if not all(np.all(np.isfinite(a.astype(np.float64))) for a in rounded if isinstance(a, np.ndarray)):
-        return None
-    return rounded
 
 
 def measure_case(case: KernelCase, dtype, magnitude: float, *, seed: int = 0, device: str = "cpu",
@@ -504,21 +482,6 @@ def _measure_all(cases, dtypes, magnitudes, seed, device, memo: dict | None = No
     return rows
 
 
-def _jax_tasks(cases, dtypes, magnitudes, seed) -> tuple[list, list]:
-    """([(case index, dtype, magnitude, rounded inputs or None)], [task for :func:`frameworks_jax.run_all`
-    per entry with inputs]) of JAX ``cases``: inputs are drawn and rounded here, kernels run in the child."""
-    entries, tasks = [], []
-    for i, case in enumerate(cases):
-        for d in dtypes:
-            dt = resolve_dtype(d, argument="dtypes")
-            for m in (magnitudes or case.magnitudes):
-                rounded = _inputs(case, dt, m, seed)
-                entries.append((i, dt, m, rounded))
-                if rounded is not None:
-                    tasks.append((case.forward, case.diff, rounded, dt, seed))
-    return entries, tasks
-
-
 def _jax_rows(cases, entries, results, x64: bool, memo: dict | None = None) -> list:
     """[(case index, dtype name, magnitude, row)] from the child's results (float64 rows skipped when
     JAX's 64-bit mode is off, ``x64``); a kernel or reference that raised gives {"error": …}."""
@@ -553,33 +516,40 @@ def write_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=N
         return run.finish()
 
 
-def start_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=None, magnitudes=None):
+def start_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=None, magnitudes=None,
+                            started=None):
     """Start a frameworks report: a :class:`FrameworksRun` (or None when neither torch nor JAX is
     importable) whose :meth:`~FrameworksRun.measure` measures this process's kernels (torch's) and
     :meth:`~FrameworksRun.finish` writes ``out/frameworks.md``.
 
-    By default JAX's kernels run in a *spawned* child process, started by this call (JAX starts threads
-    when imported, and ``gradaudit report`` or a test suite may fork worker processes afterwards; a
-    spawned child shares nothing with them).  The child imports only numpy and JAX
-    (:mod:`numeric.frameworks_jax`), runs on its own about 2.5 CPU-s (JAX's eager kernels compile per
-    primitive and dtype), and keeps what it compiles in ``<cache>/jax`` (JAX's persistent compilation
-    cache, :func:`_compile_cache`) once the gradaudit cache directory has shown it persists.  So a caller
-    starts it as early as it can (e.g. before planning work that leaves a core idle), measures torch here
-    while it runs, and collects it with ``finish`` when it has nothing else to do (exact values, κ and
-    metrics of its outputs are computed then, here).  A default run whose report is in the disk cache
-    (:func:`_cached_text`) imports neither framework."""
-    jax_child = cases is None and jax_arrays.available()
-    default_run = cases is None
-    frameworks = ({"torch"} if torch_tensors.available() else set()) if default_run else {c.framework for c in cases}
-    if not frameworks and not jax_child:
-        return None
-    cached = _cached_text(frameworks | ({"jax"} if jax_child else set()), dtypes, seed, magnitudes) if default_run else None
-    run = FrameworksRun(Path(out) / "frameworks.md", cached, cases, (dtypes, magnitudes, seed))
-    if cached is not None and cached[1] is not None:
-        run.text = cached[1]
-        return run
-    if jax_child:
-        run.start_jax(_compile_cache() if default_run else None)
+    By default JAX's kernels run in a *spawned* child process (JAX starts threads when imported, and
+    ``gradaudit report`` or a test suite may fork worker processes afterwards; a spawned child shares
+    nothing with them), started by :func:`numeric.frameworks_start.start`.  The child imports only
+    numpy and JAX (:mod:`numeric.frameworks_jax`), runs on its own about 2.5 CPU-s (JAX's eager kernels
+    compile per primitive and dtype), and keeps what it compiles in ``<cache>/jax`` (JAX's persistent
+    compilation cache, :func:`~numeric.frameworks_start.compile_cache`) once the gradaudit cache directory
+    has shown it persists.  So a caller starts it as early as it can, measures torch here while it runs,
+    and collects it with ``finish`` when it has nothing else to do (exact values, κ and metrics of its
+    outputs are computed then, here).  A default run whose report is in the disk cache
+    (:func:`~numeric.frameworks_start.cached_text`) starts no child and imports neither framework.
+
+    ``started``: what ``frameworks_start.start`` began earlier (``gradaudit report`` calls it before
+    importing ``numeric.report``, so the child runs during those imports).  When it is this default
+    run's start (same dtypes, seed and magnitudes) its cache lookup and its child become this run's;
+    otherwise it is closed and a new start made.  ``cases`` given: they all run in this process, uncached."""
+    path = Path(out) / "frameworks.md"
+    if cases is not None:
+        return FrameworksRun(path, None, cases, (dtypes, magnitudes, seed)) if cases else None
+    if started is not None and not started.matches(dtypes, seed, magnitudes):
+        started.close()
+        started = None
+    if started is None:
+        started = _start(dtypes, seed, magnitudes)
+        if started is None:
+            return None
+    run = FrameworksRun(path, started.cached, None, (dtypes, magnitudes, seed))
+    run.text = started.cached[1]
+    run._child, run._results_pipe, run._jax_entries = started.take_child()
     return run
 
 
@@ -594,27 +564,14 @@ class FrameworksRun:
         self._cases, self._plan = cases, plan       # plan: (dtypes, magnitudes, seed)
         self.results, self.environment = None, {}
         self._child = self._results_pipe = None
-        self._jax = None             # (JAX cases, their entries) while the child runs
+        self._jax_entries = None     # the child's entries (frameworks_start.jax_tasks) while it runs
         self._memo = {}              # exact values by op and input bytes, shared by torch's and JAX's rows
 
     def start_jax(self, compile_cache: str | None) -> None:
         """Spawn the child running JAX's kernels (:func:`frameworks_jax.run_all`)."""
-        import multiprocessing
         dtypes, magnitudes, seed = self._plan
-        jcases = jax_cases()
-        entries, tasks = _jax_tasks(jcases, dtypes, magnitudes, seed)
-        self._jax = (jcases, entries)
-        from .executors import sigint_deferred
-        # A Process and a one-way pipe, not a Pool: a Pool runs threads in this process, and gradaudit
-        # report forks its workers after this (fork with threads running can deadlock the child).
-        context = multiprocessing.get_context("spawn")
-        receive, send = context.Pipe(duplex=False)
-        with sigint_deferred():            # Ctrl-C while the child reads its start-up data: after, not during
-            self._child = context.Process(target=frameworks_jax.child_main, args=(send, tasks, compile_cache),
-                                          name="gradaudit-jax", daemon=True)
-            self._child.start()
-        send.close()                       # the child's end: so a dead child reads as EOF here, not a hang
-        self._results_pipe = receive
+        self._jax_entries, tasks = _jax_tasks(JAX_KERNELS, dtypes, magnitudes, seed)
+        self._child, self._results_pipe = spawn_jax_child(tasks, compile_cache)
 
     def measure(self) -> None:
         """Measure this process's kernels (torch limited to one thread meanwhile); once."""
@@ -647,12 +604,12 @@ class FrameworksRun:
             self.measure()
             results, environment = list(self.results), dict(self.environment)
             if self._child is not None:
-                jcases, entries = self._jax
                 jax_results, jax_env = self._jax_results()
                 self.close()
                 x64 = jax_env["jax x64"] == "enabled"
+                jcases = jax_cases()            # JAX_KERNELS' order, as the child's entries
                 results += [(jcases[i], d, m, row)
-                            for i, d, m, row in _jax_rows(jcases, entries, jax_results, x64, self._memo)]
+                            for i, d, m, row in _jax_rows(jcases, self._jax_entries, jax_results, x64, self._memo)]
                 environment.update(jax_env)
             self.text = frameworks_markdown(results, environment) + "\n"
             if self.cached is not None:
@@ -675,10 +632,7 @@ class FrameworksRun:
     def close(self) -> None:
         """Stop the JAX child if it still runs (nothing to do once its results are in)."""
         if self._child is not None:
-            if self._child.is_alive():
-                self._child.terminate()
-            self._child.join()
-            self._results_pipe.close()
+            stop_child(self._child, self._results_pipe)
             self._child = self._results_pipe = None
 
     def __enter__(self):
@@ -686,54 +640,3 @@ class FrameworksRun:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _compile_cache() -> str | None:
-    """``<gradaudit cache>/jax`` for JAX's persistent compilation cache, or None: when the cache is off,
-    and while the cache directory holds no earlier frameworks report nor compile cache.
-
-    Compiled kernels are keyed by JAX on their program, jaxlib version and flags, so a report rerun after
-    a source change (whose text cache misses) loads them instead of compiling (the child's 2.3 CPU-s →
-    0.5; the numbers are the same).  Writing them costs about 0.2 CPU-s, wasted when the cache directory
-    is thrown away after each run (CI, a cold benchmark): so the first report in a fresh cache directory
-    writes none, and the compile cache starts once the directory has shown it persists."""
-    if not derive.cache.available():
-        return None
-    root = derive.cache.cache_dir()
-    if not ((root / "jax").is_dir() or any((root / "frameworks").glob("*.json"))):
-        return None
-    return str(root / "jax")
-
-
-def _torch_device() -> str:
-    """torch's default device, without importing torch for a CPU-only build (local version ``+cpu``)."""
-    from importlib import metadata
-    try:
-        if metadata.version("torch").endswith("+cpu"):
-            return "cpu"
-    except metadata.PackageNotFoundError:
-        pass
-    return torch_tensors.default_device()
-
-
-def _cached_text(frameworks: set, dtypes, seed, magnitudes):
-    """(cache path, cached report text or None, cache inputs) of a default run (:mod:`derive.cache`), keyed by
-    the framework versions (read from package metadata: JAX is not imported here), the torch device, the
-    source digest of ``derive``/``numeric``, the dtypes, the seed and the magnitudes.  ``frameworks``:
-    the names measured ("torch", "jax")."""
-    from importlib import metadata
-
-    from .report import _run_digest            # the report run's digest, read once per run
-
-    versions = {}
-    for name in sorted(frameworks):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "?"
-    device = _torch_device() if "torch" in frameworks else "cpu"
-    inputs = repr((_run_digest(), versions, str(device), tuple(dtypes), seed, magnitudes))
-    path = derive.cache.cache_dir() / "frameworks" / f"{derive.cache.inputs_digest('frameworks report', inputs)[:32]}.json"
-    payload = derive.cache.load(path, "frameworks report", inputs,
-                                validate=lambda data: data.startswith(b"#") and data.endswith(b"\n"))
-    return path, (payload.decode("utf-8") if payload is not None else None), inputs

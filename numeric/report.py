@@ -81,6 +81,10 @@ class ReportConfig:
     seed: int = 0
     jobs: int = 1
     progress: bool = False
+    #: What ``numeric.frameworks_start.start`` began before this run (JAX's child, started by ``gradaudit
+    #: report`` before it imports this module): adopted by the frameworks report when its dtypes and seed
+    #: are this run's, else closed.  The caller closes it too (a no-op once adopted).
+    frameworks_started: object = None
 
 
 def _run_digest() -> str:
@@ -972,7 +976,8 @@ def _write_set(families, config: ReportConfig) -> list[Path]:
     _RUN.update(points={}, thresholds={}, figures=[], digest=digest)
     try:
         # JAX's child first (None without torch/JAX): it runs on the core that planning leaves idle
-        frameworks_run = start_frameworks_report(config.out, dtypes=config.dtypes, seed=config.seed)
+        frameworks_run = start_frameworks_report(config.out, dtypes=config.dtypes, seed=config.seed,
+                                                 started=config.frameworks_started)
         with frameworks_run or nullcontext(), get_executor(None, config.jobs) as executor:
             tasks = _plan(families, config)
             if getattr(executor, "forks", False):

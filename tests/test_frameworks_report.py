@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from numeric import frameworks_report as fr
+from numeric import frameworks_start
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
 
@@ -189,9 +190,10 @@ def test_start_then_finish_writes_the_report(tmp_path):
 
 def test_a_cached_report_is_written_without_measuring(tmp_path, monkeypatch):
     """A default run whose text is in the disk cache builds no case and starts no child."""
-    monkeypatch.setattr(fr, "_cached_text", lambda *args: (tmp_path / "entry.json", "# cached\n", "inputs"))
+    monkeypatch.setattr(frameworks_start, "cached_text", lambda *args: (tmp_path / "entry.json", "# cached\n", "inputs"))
     monkeypatch.setattr(fr, "torch_cases", lambda: pytest.fail("torch cases built on a cache hit"))
-    monkeypatch.setattr(fr, "jax_cases", lambda: pytest.fail("JAX child started on a cache hit"))
+    monkeypatch.setattr(fr, "jax_cases", lambda: pytest.fail("JAX cases built on a cache hit"))
+    monkeypatch.setattr(frameworks_start, "spawn_jax_child", lambda *args: pytest.fail("JAX child started on a cache hit"))
     run = fr.start_frameworks_report(tmp_path)
     if run is not None:                       # None: neither torch nor JAX installed
         assert run.finish().read_text() == "# cached\n"
@@ -213,8 +215,8 @@ def test_a_jax_child_that_dies_is_an_error_not_a_hang(tmp_path):
 def test_torch_device_of_a_cpu_build_is_read_without_importing_torch():
     import subprocess
     import sys
-    code = ("import sys; from importlib import metadata; import numeric.frameworks_report as fr; "
-            "d = fr._torch_device(); v = metadata.version('torch'); "
+    code = ("import sys; from importlib import metadata; import numeric.frameworks_start as fs; "
+            "d = fs.torch_device(); v = metadata.version('torch'); "
             "print(d == 'cpu' and 'torch' not in sys.modules if v.endswith('+cpu') else d in ('cpu', 'cuda'))")
     if importlib.util.find_spec("torch") is None:
         pytest.skip("torch is not installed")
@@ -251,9 +253,9 @@ def test_compile_cache_starts_once_the_cache_directory_has_persisted(tmp_path, m
     once a frameworks report entry (or the compile cache itself) is there; none with the cache off."""
     import derive.cache
     monkeypatch.setenv("GRADAUDIT_CACHE", str(tmp_path))
-    assert fr._compile_cache() is None
+    assert frameworks_start.compile_cache() is None
     (tmp_path / "frameworks").mkdir()
     (tmp_path / "frameworks" / "0123.json").write_text("{}")
-    assert fr._compile_cache() == str(tmp_path / "jax")
+    assert frameworks_start.compile_cache() == str(tmp_path / "jax")
     monkeypatch.setattr(derive.cache, "available", lambda: False)
-    assert fr._compile_cache() is None
+    assert frameworks_start.compile_cache() is None
