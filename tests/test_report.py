@@ -266,3 +266,52 @@ def test_what_every_worker_needs_is_made_once_before_they_fork():
     before, after, kernels, forks = json.loads(proc.stdout)
     assert before == [False, False] and after == [True, True]
     assert kernels >= len(get_op("cross_entropy").formulations) and forks
+
+
+
+def test_a_family_waits_for_every_task_whose_results_its_report_reads(tmp_path, monkeypatch):
+    """Each family's report is written as soon as the tasks it reads are in (its figures then drawn while
+    other tasks run): every sweep point, proof and threshold its rendering reads must come from a task the
+    family waits for (numeric.report._task_families)."""
+    import numeric.report as report
+    reads, plans, family = {}, [], {"now": None}
+
+    def wrap(name, record):
+        real = getattr(report, name)
+
+        def wrapper(*args, **kwargs):
+            if family["now"] is not None:
+                reads.setdefault(family["now"], set()).update(record(*args))
+            return real(*args, **kwargs)
+        monkeypatch.setattr(report, name, wrapper)
+
+    wrap("_cached_points", lambda tasks: {("points", t) for t in tasks})
+    wrap("_proof", lambda name: {("proofs", name)})
+    wrap("_op_thresholds_cached", lambda op, dtypes: {("thresholds", op)})
+    real_render, real_plan = report._render, report._plan
+
+    def render(name, *args):
+        family["now"] = name
+        try:
+            return real_render(name, *args)
+        finally:
+            family["now"] = None
+
+    monkeypatch.setattr(report, "_render", render)
+    monkeypatch.setattr(report, "_plan", lambda *a: plans.append(real_plan(*a)) or plans[-1])
+    monkeypatch.setattr(report, "_DONE", {"proofs": {}})
+    monkeypatch.setenv("GRADAUDIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(report, "start_frameworks_report", lambda *a, **k: None)
+    families = ["softmax", "batchnorm", "rms_norm"]
+    write_reports(families, ReportConfig(out=tmp_path / "out", dtypes=("float32",), jobs=1))
+    [tasks] = plans
+    needs = report._task_families(families, tasks)
+    holder = {}
+    for i, (kind, arg) in enumerate(tasks):
+        items = (arg if kind == "proofs" else arg if kind == "points" else [arg[0]] if kind == "thresholds" else [])
+        for item in items:
+            holder[(kind, item)] = i
+    for name in families:
+        read = [r for r in reads[name] if r in holder]
+        assert any(r[0] == "points" for r in read) and any(r[0] == "proofs" for r in read)
+        assert all(holder[r] in needs[name] for r in read), name

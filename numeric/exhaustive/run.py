@@ -61,7 +61,7 @@ def make_plan(op_name: str, dtype: str, varied: list[Element], *, fixed=(), size
 
 def plan_digest(plan: dict) -> str:
     """A short hash of the plan and of the source code that computes it (names the chunk store)."""
-    from ..report import source_digest
+    from ..digest import source_digest
 
     return hashlib.sha256((json.dumps(plan, sort_keys=True) + source_digest()).encode()).hexdigest()[:16]
 
