@@ -5,14 +5,17 @@ every formulation × dtype against the certified reference, thresholds by bisect
 study.  No timestamps and no timings go into the files, so the same seed gives the same bytes.
 Proofs, sweep points, thresholds and figures are cached on disk (keyed by what made them).
 
-How a run goes (:func:`_write_set`): JAX's kernels start in a child process (``frameworks.md``); everything
-not in the cache is cut into tasks (:func:`_plan`: one proof task per op with its convention instances,
-largest first; the tutorial audit; the generic thresholds of each op; sweep points in groups of one op and
-dtype) handed at once to the executor (``jobs`` local processes, or the
-``GRADAUDIT_SCHEDULER`` Dask cluster, or this process); meanwhile this process finds the hand-written
-thresholds and measures torch.  Results are filed here (:func:`_keep`: disk cache,
-read back through JSON), the Markdown is rendered in a fixed order, and the figures missing from the cache
-are drawn by the workers last.  So the bytes do not depend on ``jobs`` or on what was cached.
+How a run goes (:func:`_write_set`): JAX's kernels start in a child process (``frameworks.md``; ``gradaudit
+report`` starts it before importing this module); everything not in the cache is cut into tasks
+(:func:`_plan`: one proof task per op with its convention instances, largest first; the tutorial audit;
+the generic thresholds of each op; sweep points in groups of one op and dtype); what every local worker
+would build again (kernels, matplotlib) is built here before they fork (:func:`_prepare_workers`); the
+tasks are handed at once to the executor (``jobs`` local processes, or the ``GRADAUDIT_SCHEDULER`` Dask
+cluster, or this process); meanwhile this process finds the hand-written thresholds and measures torch.
+Results are filed here (:func:`_keep`: disk cache, read back through JSON); each family's Markdown is
+rendered as soon as the tasks it reads are in, and its figures missing from the cache are handed to the
+workers then (:class:`_Rendering`).  Every file is a function of its own inputs only, so the bytes do not
+depend on ``jobs``, on the order results arrive, or on what was cached.
 """
 from __future__ import annotations
 
