@@ -12,10 +12,9 @@ the generic thresholds of each op; sweep points in groups of one op and dtype); 
 would build again (kernels, matplotlib) is built here before they fork (:func:`_prepare_workers`); the
 tasks are handed at once to the executor (``jobs`` local processes, or the ``GRADAUDIT_SCHEDULER`` Dask
 cluster, or this process); meanwhile this process finds the hand-written thresholds and measures torch.
-Results are filed here (:func:`_keep`: disk cache, read back through JSON); each family's Markdown is
-rendered as soon as the tasks it reads are in, and its figures missing from the cache are handed to the
-workers then (:class:`_Rendering`).  Every file is a function of its own inputs only, so the bytes do not
-depend on ``jobs``, on the order results arrive, or on what was cached.
+Results are filed here (:func:`_keep`: disk cache, read back through JSON), the Markdown is rendered in a
+fixed order, and the figures missing from the cache are drawn by the workers last.  So the bytes do not
+depend on ``jobs`` or on what was cached.
 """
 from __future__ import annotations
 
@@ -942,67 +941,13 @@ def _figure(path: Path, job: dict) -> None:
     write_bytes(path, svg)
 
 
-def _task_families(families, tasks: list[tuple]) -> dict[str, set[int]]:
-    """{family: indices of the tasks its report reads}: the proofs, thresholds and sweep points of its ops
-    and convention instances.  The tutorial's audit, and any task of no family's ops, count for every one."""
-    members = {f: {*FAMILIES[f], *_family_instances(f)} for f in families}
-    needs: dict = {f: set() for f in families}
-    for i, (kind, arg) in enumerate(tasks):
-        ops = (set(arg) if kind == "proofs" else {t[0] for t in arg} if kind == "points"
-               else {arg[0]} if kind == "thresholds" else set())
-        for f in [f for f in families if members[f] & ops] or families:
-            needs[f].add(i)
-    return needs
-
-
-def _render(family: str, config: ReportConfig, thresholds: list[Threshold]) -> tuple[str, list[Threshold]]:
-    """(the family's Markdown, the thresholds it found); its figures go to ``_RUN["figures"]`` (:func:`_figure`)."""
-    if family == "batchnorm":
-        return _batchnorm_report(config, thresholds), []
-    if family in HANDWRITTEN:
-        return _logit_report(family, config, thresholds), []
-    return _generic_report(family, config)
-
-
-class _Rendering:
-    """Each family's report written as soon as the tasks it reads are in (:func:`_task_families`), and its
-    figures handed to the workers at once: they draw while other families' tasks still run, instead of
-    waiting, idle, for every report to be rendered first."""
-
-    def __init__(self, families, tasks: list[tuple], config: ReportConfig, thresholds: list[Threshold], executor):
-        self.waiting = _task_families(families, tasks)
-        self.config, self.thresholds, self.executor = config, thresholds, executor
-        self.found: dict = {}
-        self.figures: list = []            # (figure entries, their results as the executor yields them)
-        self.render_ready()
-
-    def done(self, index: int) -> None:
-        for needs in self.waiting.values():
-            needs.discard(index)
-        self.render_ready()
-
-    def render_ready(self) -> None:
-        for family in [f for f, needs in self.waiting.items() if not needs]:
-            del self.waiting[family]
-            before = len(_RUN["figures"])
-            text, self.found[family] = _render(family, self.config, self.thresholds)
-            write_text(self.config.out / f"{family}.md", text)
-            entries = _RUN["figures"][before:]
-            if entries:
-                self.figures.append((entries, self.executor.start(_work, [("figure", job) for _, job in entries])))
-
-    def finish(self, families, progress_on: bool) -> tuple[list[Path], list[Threshold]]:
-        """Collect every figure; ([the families' report paths], every threshold, in family order)."""
-        self.render_ready()
-        progress = _Progress(sum(len(entries) for entries, _ in self.figures), progress_on, "figures")
-        for entries, results in self.figures:
-            for i, svg in results:
-                path, job = entries[i]
-                store_svg(job, svg)
-                write_bytes(path, svg)
-                progress.step()
-        return ([self.config.out / f"{family}.md" for family in families],
-                self.thresholds + [t for family in families for t in self.found[family]])
+def _draw_figures(executor, progress) -> None:
+    pending = _RUN["figures"] or []
+    for i, svg in executor.imap_unordered(_work, [("figure", job) for _, job in pending]):
+        path, job = pending[i]
+        store_svg(job, svg)
+        write_bytes(path, svg)
+        progress.step()
 
 
 def write_reports(families, config: ReportConfig) -> list[Path]:
@@ -1043,12 +988,23 @@ def _write_set(families, config: ReportConfig) -> list[Path]:
             # while the workers run: the hand-written thresholds and torch's kernels, in this process
             thresholds = find_thresholds(config.dtypes)
             frameworks = frameworks_run.finish() if frameworks_run is not None else None
-            rendering = _Rendering(families, tasks, config, thresholds, executor)
             for i, value in running:
                 _keep(tasks[i], value)
                 progress.step()
-                rendering.done(i)
-            written, thresholds = rendering.finish(families, config.progress)
+            written = []
+            for family in families:
+                if family == "batchnorm":
+                    text = _batchnorm_report(config, thresholds)
+                elif family in HANDWRITTEN:
+                    text = _logit_report(family, config, thresholds)
+                else:
+                    text, found = _generic_report(family, config)
+                    thresholds = thresholds + found
+                path = config.out / f"{family}.md"
+                write_text(path, text)
+                written.append(path)
+            progress = _Progress(len(_RUN["figures"]), config.progress, "figures")
+            _draw_figures(executor, progress)
     finally:
         _RUN.update(points={}, thresholds={}, figures=None, digest=None)
     written += [frameworks] if frameworks else []
