@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,8 @@ from derive.atomic import write_text
 __all__ = ["Executor", "InProcess", "LocalProcesses", "DaskScheduler", "get_executor", "run_chunks",
            "SCHEDULER_ENV", "scheduler_scope", "sigint_deferred"]
 
+#: Modules whose import starts threads that make forking this process unsafe (see LocalProcesses).
+FORK_UNSAFE = ("jax",)
 #: Environment variable naming a Dask scheduler address when ``--scheduler`` is not given.
 SCHEDULER_ENV = "GRADAUDIT_SCHEDULER"
 
@@ -110,28 +113,41 @@ class LocalProcesses(Executor):
     error, terminates the workers at once instead of letting them finish their chunks."""
 
     def __init__(self, jobs: int):
-        import multiprocessing
-
         if not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs must be an integer ≥ 1; got {jobs!r}")
         self.jobs = jobs
         self.name = f"{jobs} local processes"
-        self.forks = multiprocessing.get_start_method() == "fork"     # (Python ≥ 3.14: forkserver on Linux)
-        self._pool = None
+        self._pool = self._method = None
+
+    @staticmethod
+    def _context():
+        """The platform's default start method (fork on Linux before Python 3.14), except after a library
+        that runs threads of its own has been imported in this process (JAX: a forked copy of its threads'
+        locks can deadlock the workers, as JAX warns): then a fork server, started clean."""
+        import multiprocessing
+
+        if any(name in sys.modules for name in FORK_UNSAFE):
+            return multiprocessing.get_context("forkserver")
+        return multiprocessing.get_context()
+
+    @property
+    def forks(self) -> bool:
+        """Whether the workers start (or started) as copies of this process."""
+        return (self._method if self._pool is not None else self._context().get_start_method()) == "fork"
 
     def imap_unordered(self, fn, tasks):
         return self._results(self._submit(fn, tasks))       # handed out now, results as they finish
 
     def _submit(self, fn, tasks):
-        import multiprocessing
-
         if self._pool is None:
             # What this process holds now goes to the permanent generation while the workers fork: their
             # collector then never visits (and so never writes to and copies) the pages they share with it.
             gc.freeze()
             try:
+                context = self._context()
                 with sigint_deferred():
-                    self._pool = multiprocessing.Pool(self.jobs, initializer=_ignore_sigint)
+                    self._pool = context.Pool(self.jobs, initializer=_ignore_sigint)
+                self._method = context.get_start_method()
             finally:
                 gc.unfreeze()
         return self._pool.imap_unordered(_indexed, [(fn, i, task) for i, task in enumerate(tasks)])

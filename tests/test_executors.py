@@ -2,9 +2,12 @@
 LocalCluster with one worker killed mid-run; chunk files let an interrupted run resume."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -29,20 +32,57 @@ def test_in_process_and_local_processes_agree_in_task_order():
         assert run_chunks(square, tasks, executor=pool) == expected
 
 
+FROZEN = """
+import gc, json
+from numeric.executors import LocalProcesses
+
 def frozen_objects(_task):
-    import gc
     return gc.get_freeze_count()
+
+before = gc.get_freeze_count()
+with LocalProcesses(2) as pool:
+    counts = [n for _, n in pool.imap_unordered(frozen_objects, [0, 1, 2, 3])]
+    after = gc.get_freeze_count()
+print(json.dumps([before, after, counts, pool.forks]))
+"""
 
 
 def test_workers_fork_with_the_parents_objects_frozen_and_the_parent_collects_as_before():
     """The parent's objects are in the permanent generation in each worker (its collector leaves the shared
-    pages alone); the parent unfreezes them once the workers are started."""
-    import gc
-    before = gc.get_freeze_count()
-    with LocalProcesses(2) as pool:
-        counts = [n for _, n in pool.imap_unordered(frozen_objects, [0, 1, 2, 3])]
-        assert gc.get_freeze_count() == before
+    pages alone); the parent unfreezes them once the workers are started.  (In a fresh process: this one
+    may have imported JAX, after which workers come from a fork server instead.)"""
+    proc = subprocess.run([sys.executable, "-c", FROZEN], capture_output=True, text=True, check=True)
+    before, after, counts, forks = json.loads(proc.stdout)
+    assert forks and after == before
     assert min(counts) > before + 1000
+
+
+AFTER_JAX = """
+import json, sys, warnings
+warnings.simplefilter("error")          # JAX's warning about forking its threads would be an error
+import jax
+from numeric.executors import LocalProcesses, run_chunks
+
+def cube(n):
+    return {"n": n, "cube": n ** 3}
+
+if __name__ == "__main__":
+    with LocalProcesses(2) as pool:
+        forks_before = pool.forks
+        results = run_chunks(cube, [1, 2, 3, 4], executor=pool)
+        print(json.dumps([forks_before, pool.forks, [r["cube"] for r in results]]))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_after_jax_is_imported_workers_come_from_a_fork_server(tmp_path):
+    """JAX runs threads of its own (and warns that forking them can deadlock): once it is imported, the
+    workers start from a fork server, and the results are the same."""
+    script = tmp_path / "after_jax.py"
+    script.write_text(AFTER_JAX)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout) == [False, False, [1, 8, 27, 64]]
+    assert "os.fork()" not in proc.stderr
 
 
 def test_an_error_in_a_worker_reaches_the_caller_and_stops_the_pool():
