@@ -31,11 +31,11 @@ PREFIX = "import os, resource, time\n" \
 PARTS = {
     "import torch": "c = cpu(); import torch\nprint(cpu() - c)",
     "import jax": "c = cpu(); import jax\nprint(cpu() - c)",
-    "JAX child: kernels, no compile cache": "from numeric import frameworks_report as fr, frameworks_jax\n"
-        "from numeric.dtypes import DTYPES\n_, tasks = fr._jax_tasks(fr.jax_cases(), tuple(DTYPES), None, 0)\n"
+    "JAX child: kernels, no compile cache": "from numeric import frameworks_jax, frameworks_start as fs\n"
+        "from numeric.dtypes import DTYPES\n_, tasks = fs.jax_tasks(fs.JAX_KERNELS, tuple(DTYPES), None, 0)\n"
         "import jax\nc = cpu(); frameworks_jax.run_all(tasks)\nprint(cpu() - c)",
-    "JAX child: kernels, empty compile cache": "from numeric import frameworks_report as fr, frameworks_jax\n"
-        "from numeric.dtypes import DTYPES\n_, tasks = fr._jax_tasks(fr.jax_cases(), tuple(DTYPES), None, 0)\n"
+    "JAX child: kernels, empty compile cache": "from numeric import frameworks_jax, frameworks_start as fs\n"
+        "from numeric.dtypes import DTYPES\n_, tasks = fs.jax_tasks(fs.JAX_KERNELS, tuple(DTYPES), None, 0)\n"
         "import jax\nc = cpu(); frameworks_jax.run_all(tasks, os.environ['GRADAUDIT_CACHE'] + '/jax')\nprint(cpu() - c)",
     "JAX child: kernels, filled compile cache": None,          # the previous part again, same cache
     "torch rows: first pass (kernels built)": "import numeric.report\nfrom numeric import frameworks_report as fr\n"

@@ -34,8 +34,8 @@ from .adapters.pairing import backward_of, vjp_plan
 from .condition import condition_numbers
 from .dtypes import DTYPES, finfo, resolve_dtype
 from .evaluate import as_tuple, evaluate
-from .frameworks_start import JAX_KERNELS, LOGIT_MAGNITUDES, is_float as _is_float, jax_tasks as _jax_tasks
-from .frameworks_start import kernel_inputs as _inputs, logits as _logits, spawn_jax_child, start as _start, stop_child
+from .frameworks_start import JAX_KERNELS, LOGIT_MAGNITUDES, is_float as _is_float
+from .frameworks_start import kernel_inputs as _inputs, logits as _logits, start as _start, stop_child
 from .metrics import error_metrics
 from .reference import reference
 
@@ -549,7 +549,7 @@ def start_frameworks_report(out, *, dtypes=tuple(DTYPES), seed: int = 0, cases=N
             return None
     run = FrameworksRun(path, started.cached, None, (dtypes, magnitudes, seed))
     run.text = started.cached[1]
-    run._child, run._results_pipe, run._jax_entries = started.take_child()
+    run.adopt(started)
     return run
 
 
@@ -567,11 +567,10 @@ class FrameworksRun:
         self._jax_entries = None     # the child's entries (frameworks_start.jax_tasks) while it runs
         self._memo = {}              # exact values by op and input bytes, shared by torch's and JAX's rows
 
-    def start_jax(self, compile_cache: str | None) -> None:
-        """Spawn the child running JAX's kernels (:func:`frameworks_jax.run_all`)."""
-        dtypes, magnitudes, seed = self._plan
-        self._jax_entries, tasks = _jax_tasks(JAX_KERNELS, dtypes, magnitudes, seed)
-        self._child, self._results_pipe = spawn_jax_child(tasks, compile_cache)
+    def adopt(self, started) -> None:
+        """Take over the JAX child (if any) of ``started`` (:class:`numeric.frameworks_start.Started`): from
+        now on this run collects and stops it."""
+        self._child, self._results_pipe, self._jax_entries = started.take_child()
 
     def measure(self) -> None:
         """Measure this process's kernels (torch limited to one thread meanwhile); once."""

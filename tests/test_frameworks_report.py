@@ -200,12 +200,14 @@ def test_a_cached_report_is_written_without_measuring(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
-def test_a_jax_child_that_dies_is_an_error_not_a_hang(tmp_path):
+def test_a_jax_child_that_dies_is_an_error_not_a_hang(tmp_path, monkeypatch):
     """The JAX child killed before it sends its results: finish raises, naming it (a Pool would have
     replaced the dead worker and waited forever for the lost task)."""
+    monkeypatch.setenv("GRADAUDIT_CACHE", str(tmp_path / "cache"))          # a cache miss: a child starts
+    started = frameworks_start.start(("float32",), 0, (1.0,))
     run = fr.FrameworksRun(tmp_path / "frameworks.md", None, [], (("float32",), (1.0,), 0))
     with run:
-        run.start_jax(None)
+        run.adopt(started)
         run._child.kill()
         with pytest.raises(RuntimeError, match="JAX child process died"):
             run.finish()
