@@ -906,7 +906,10 @@ def _prepare_workers(tasks: list[tuple]) -> None:
     if "points" in kinds:
         from .figures import prepare_drawing
         prepare_drawing()
-        firsts = {t[0]: t for kind, group in reversed(tasks) if kind == "points" for t in reversed(group)}
+        firsts: dict = {}                            # op -> its first sweep point
+        for kind, group in tasks:
+            for t in group if kind == "points" else ():
+                firsts.setdefault(t[0], t)
         for op, magnitude, _, seed, sample in firsts.values():
             _point_task((op, magnitude, "float64", seed, sample))
 
